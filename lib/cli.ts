@@ -1,0 +1,167 @@
+/**
+ * The command-line contract shared by every task: same flags, same meaning, parsed in one
+ * place. Unknown flags and bad values are `UsageError`s (exit 2); `--help` is handled by the
+ * caller (`lib/main.ts`).
+ *
+ * @example
+ * ```ts
+ * import { parseOptions } from "./cli.ts";
+ * const opts = parseOptions(["--nodes", "10.0.0.1,10.0.0.2,10.0.0.3", "--yes"], {});
+ * ```
+ */
+
+import { parseArgs } from "node:util";
+import { UsageError } from "./errors.ts";
+import { parseNodeList } from "./nodes.ts";
+
+/** Default deadline for each wait. */
+export const DEFAULT_TIMEOUT_MS = 10 * 60_000;
+export const DEFAULT_OUT = "./etcd-recovery";
+
+export interface Options {
+  /** Control-plane nodes, in the order given. Empty only where a task reads them from OUT. */
+  nodes: string[];
+  seed?: string;
+  vip?: string;
+  out: string;
+  talosconfig?: string;
+  yes: boolean;
+  dryRun: boolean;
+  /** Deadline for each wait, in milliseconds. */
+  timeoutMs: number;
+  /** True when --timeout was given (some steps have a shorter default). */
+  timeoutGiven: boolean;
+  force: boolean;
+  json: boolean;
+  help: boolean;
+  talosctl: string;
+  etcdutl?: string;
+  kubectl?: string;
+  /** Arguments after the flags (only `lab` uses them). */
+  positionals: string[];
+}
+
+const FLAGS = {
+  nodes: { type: "string" },
+  seed: { type: "string" },
+  vip: { type: "string" },
+  out: { type: "string" },
+  talosconfig: { type: "string" },
+  yes: { type: "boolean", short: "y" },
+  "dry-run": { type: "boolean" },
+  timeout: { type: "string" },
+  force: { type: "boolean" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** The flags every task accepts, for `--help`. */
+export const COMMON_FLAGS_HELP = `Flags:
+  --nodes A,B,C        control-plane nodes (IPv4, IPv6 or DNS names); env TALOS_NODES
+  --seed N             node to restore from (must be in --nodes); default: highest revision
+  --vip V              control-plane VIP, for verify; env TALOS_VIP
+  --out DIR            db copies, manifest, journal and report (default ${DEFAULT_OUT})
+  --talosconfig PATH   passed to every talosctl call (talosctl honours TALOSCONFIG itself)
+  --yes                run destructive steps without asking
+  --dry-run            print the commands as a bash script; run nothing
+  --timeout 10m        deadline for each wait (ms, s, m, h; e.g. 90s, 1m30s)
+  --force              override a refusal that names this flag
+  --json               machine-readable output where the step has data
+  --help               this text
+Environment: TALOSCTL, ETCDUTL, KUBECTL (tool paths; default: found on PATH)
+Exit codes: 0 done or plan printed, 1 failed after the cluster may have changed,
+            2 refused or bad usage (nothing changed), 3 declined, 130 interrupted`;
+
+/** Parses `90s`, `10m`, `1h`, `1m30s`, `500ms` into milliseconds. */
+export function parseDuration(raw: string, flag = "--timeout"): number {
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
+  let total = 0;
+  let pos = 0;
+  let match: RegExpExecArray | null;
+  while ((match = re.exec(raw)) !== null) {
+    const n = Number(match[1]);
+    total += n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as "ms" | "s" | "m" | "h"];
+    pos = re.lastIndex;
+  }
+  if (raw === "" || pos !== raw.length || total <= 0) {
+    throw new UsageError(
+      `Invalid ${flag} value "${raw}": use a duration like 90s, 10m or 1m30s`,
+    );
+  }
+  return Math.round(total);
+}
+
+export interface ParseSettings {
+  /** --nodes may be omitted (the task reads them from OUT). @default false */
+  nodesOptional?: boolean;
+  /** Positional arguments allowed. @default false */
+  positionals?: boolean;
+}
+
+/** Parses argv against the common contract. Throws `UsageError` on anything wrong. */
+export function parseOptions(
+  args: string[],
+  env: Record<string, string | undefined>,
+  settings: ParseSettings = {},
+): Options {
+  let values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args,
+      options: FLAGS,
+      strict: true,
+      allowPositionals: settings.positionals ?? false,
+    }));
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new UsageError(message.replace(/\. To specify a positional.*$/s, ""));
+  }
+  const help = values.help ?? false;
+  const rawNodes = values.nodes ?? env.TALOS_NODES;
+  let nodes: string[] = [];
+  if (rawNodes !== undefined && rawNodes !== "") {
+    nodes = parseNodeList(rawNodes, values.nodes !== undefined ? "--nodes" : "TALOS_NODES");
+  } else if (!help && !settings.nodesOptional) {
+    throw new UsageError("Missing --nodes: name every control-plane node (or set TALOS_NODES)");
+  }
+  const seed = values.seed;
+  if (seed !== undefined) {
+    if (seed.startsWith("-") || seed === "") {
+      throw new UsageError(`Invalid --seed value "${seed}"`);
+    }
+    if (nodes.length > 0 && !nodes.includes(seed)) {
+      throw new UsageError(`Seed "${seed}" is not in --nodes (${nodes.join(",")})`);
+    }
+  }
+  const vip = values.vip ?? (env.TALOS_VIP || undefined);
+  if (vip !== undefined) {
+    parseNodeList(vip, "--vip");
+    if (nodes.includes(vip)) {
+      throw new UsageError(`--vip "${vip}" is also in --nodes: the VIP is never a node address`);
+    }
+  }
+  for (const [flag, value] of [["--out", values.out], ["--talosconfig", values.talosconfig]]) {
+    if (value !== undefined && (value === "" || value.startsWith("-"))) {
+      throw new UsageError(`Invalid ${flag} value "${value}"`);
+    }
+  }
+  return {
+    nodes,
+    seed,
+    vip,
+    out: values.out ?? DEFAULT_OUT,
+    talosconfig: values.talosconfig,
+    yes: values.yes ?? false,
+    dryRun: values["dry-run"] ?? false,
+    timeoutMs: values.timeout !== undefined ? parseDuration(values.timeout) : DEFAULT_TIMEOUT_MS,
+    timeoutGiven: values.timeout !== undefined,
+    force: values.force ?? false,
+    json: values.json ?? false,
+    help,
+    talosctl: env.TALOSCTL || "talosctl",
+    etcdutl: env.ETCDUTL || undefined,
+    kubectl: env.KUBECTL || undefined,
+    positionals,
+  };
+}

@@ -1,0 +1,37 @@
+/**
+ * Destructive steps ask first. With `--yes` they go on; on a terminal they ask `[y/N]`,
+ * naming the nodes; with no terminal they print the plan and stop, exit 0, having changed
+ * nothing (kops-style preview).
+ */
+
+import type { Ctx } from "./context.ts";
+import { DeclinedError, RecoveryError } from "./errors.ts";
+
+/** Not a failure: the plan was printed instead of running (exit 0). */
+export class PlanPrinted extends RecoveryError {
+  override exitCode = 0;
+}
+
+/** Prints `lines` as a bash script on stdout. */
+export function printPlan(ctx: Ctx, lines: string[]): void {
+  ctx.deps.stdout(["#!/usr/bin/env bash", "set -euo pipefail", ...lines].join("\n") + "\n");
+}
+
+/**
+ * Asks before `action` (e.g. `wipe 192.168.53.10, 192.168.53.11`). Returns when the operator
+ * agreed (or passed --yes); throws `DeclinedError` on no, `PlanPrinted` without a terminal.
+ */
+export async function confirm(ctx: Ctx, action: string, plan: () => string[]): Promise<void> {
+  if (ctx.opts.yes) return;
+  if (!ctx.deps.isTerminal) {
+    printPlan(ctx, plan());
+    throw new PlanPrinted(
+      `No terminal and no --yes: printed the plan for "${action}" and changed nothing`,
+      { hint: "review it, then run again with --yes" },
+    );
+  }
+  const answer = await ctx.deps.ask(`About to ${action}. Continue? [y/N] `);
+  if (!/^(y|yes)$/i.test((answer ?? "").trim())) {
+    throw new DeclinedError(`Declined: did not ${action}`);
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * What the copies in OUT say, and the safety rules that depend on them: which node is the
+ * seed, whether every copy is intact, whether a `--seed` is the best choice.
+ */
+
+import { join } from "node:path";
+import type { Ctx } from "./context.ts";
+import { RefusedError } from "./errors.ts";
+import { copyFile, type Manifest, readManifest, verifyCopy } from "./manifest.ts";
+import { SEED_VAR } from "./talosctl.ts";
+import { type CopyStatus, pickSeed, type SeedChoice, toolStatus } from "./snapshot.ts";
+
+export interface CopyRow {
+  node: string;
+  file: string;
+  intact: boolean;
+  status?: CopyStatus;
+  /** Why the copy cannot be used. */
+  problem?: string;
+}
+
+export interface Inspection {
+  manifest: Manifest;
+  rows: CopyRow[];
+  choice?: SeedChoice;
+}
+
+/** Reads the manifest and every copy. Refuses when there is nothing to read. */
+export async function inspectCopies(ctx: Ctx): Promise<Inspection> {
+  const manifest = readManifest(ctx.opts.out);
+  if (!manifest) {
+    throw new RefusedError(
+      `No copies in "${ctx.opts.out}": ${ctx.opts.out}/manifest.json is missing`,
+      {
+        hint: "run deno task extract first (or pass the --out of the extraction)",
+      },
+    );
+  }
+  const nodes = ctx.opts.nodes.length > 0 ? ctx.opts.nodes : manifest.nodes;
+  const rows = await Promise.all(nodes.map(async (node): Promise<CopyRow> => {
+    const file = join(ctx.opts.out, copyFile(node));
+    const check = await verifyCopy(ctx.opts.out, manifest, node);
+    if (!check.ok) return { node, file, intact: false, problem: check.reason };
+    try {
+      return { node, file, intact: true, status: await toolStatus(ctx, node, file) };
+    } catch (error) {
+      return { node, file, intact: true, problem: (error as Error).message };
+    }
+  }));
+  const readable = rows.filter((r) => r.status).map((r) => ({
+    node: r.node,
+    revision: r.status!.revision,
+  }));
+  const inspection = { manifest, rows, choice: pickSeed(readable, nodes) };
+  ctx.journal.record({
+    type: "fact",
+    key: "copies",
+    value: rows.map((r) => ({
+      node: r.node,
+      revision: r.status?.revision,
+      totalKey: r.status?.totalKey,
+      intact: r.intact,
+      error: r.problem,
+    })),
+  });
+  return inspection;
+}
+
+/**
+ * The seed to restore from: `--seed` when given (refused without `--force` when another copy
+ * has a higher revision), else the highest revision. Refuses when the seed's copy is not
+ * intact and readable: that is never overridable.
+ */
+export function resolveSeed(ctx: Ctx, insp: Inspection): string {
+  const best = insp.choice;
+  if (!best) {
+    throw new RefusedError("No readable copy: cannot choose a seed", {
+      hint: "see the problems listed above; extract again into a new --out",
+    });
+  }
+  const seed = ctx.opts.seed ?? best.seed;
+  const row = insp.rows.find((r) => r.node === seed);
+  if (!row || !row.status) {
+    throw new RefusedError(
+      `Cannot use seed "${seed}": its copy is not usable (${row?.problem ?? "no copy"})`,
+      { hint: `the best copy is "${best.seed}" at revision ${best.revision}` },
+    );
+  }
+  if (row.status.revision < best.revision) {
+    const message =
+      `Seed "${seed}" has revision ${row.status.revision}, but "${best.seed}" has ${best.revision}`;
+    if (!ctx.opts.force) {
+      throw new RefusedError(`${message}: restoring it would lose the newer writes`, {
+        hint: `use --seed ${best.seed}, or pass --force to restore the older copy anyway`,
+      });
+    }
+    ctx.log.warn(`${message}; going on because of --force`);
+  }
+  if (best.ties.length > 0 && !ctx.opts.seed) {
+    ctx.log.info(
+      `revision ${best.revision} is also held by ${
+        best.ties.join(", ")
+      }; using "${seed}" (first in --nodes)`,
+    );
+  }
+  ctx.journal.record({ type: "fact", key: "seed", value: seed });
+  return seed;
+}
+
+/** Refuses to wipe while any node's copy is missing or unreadable, unless --force. */
+export function checkEveryCopy(ctx: Ctx, insp: Inspection): void {
+  const bad = insp.rows.filter((r) => !r.status);
+  if (bad.length === 0) return;
+  const list = bad.map((r) => `"${r.node}" (${r.problem})`).join(", ");
+  if (!ctx.opts.force) {
+    throw new RefusedError(
+      `Refusing to wipe: no usable copy from ${list}; that node might hold the newest data`,
+      {
+        hint:
+          "extract again (a new --out keeps the earlier copies), or pass --force to go on without it",
+      },
+    );
+  }
+  ctx.log.warn(`going on without a usable copy from ${list} because of --force`);
+}
+
+/** `--seed`, or the highest revision among the copies in OUT. */
+export async function seedOf(ctx: Ctx): Promise<string> {
+  if (ctx.opts.seed) return ctx.opts.seed;
+  const seed = resolveSeed(ctx, await inspectCopies(ctx));
+  ctx.log.info(`seed: ${seed} (highest revision in ${ctx.opts.out}; pass --seed to name it)`);
+  return seed;
+}
+
+/** The plan's way to name the seed: `--seed`, or a shell variable filled by `status`. */
+export function planSeed(ctx: Ctx): { seed: string; lines: string[] } {
+  if (ctx.opts.seed) return { seed: ctx.opts.seed, lines: [] };
+  const args = [
+    "--out",
+    ctx.opts.out,
+    ...(ctx.opts.nodes.length ? ["--nodes", ctx.opts.nodes.join(",")] : []),
+  ];
+  return {
+    seed: SEED_VAR,
+    lines: [`SEED=$(deno task status ${args.join(" ")})  # highest revision`],
+  };
+}

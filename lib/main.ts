@@ -1,0 +1,108 @@
+/**
+ * The one top-level handler: parses flags, builds the context, runs a task, maps every
+ * error to its exit code, and always says what state the cluster is in and how to continue.
+ */
+
+import { existsSync } from "node:fs";
+import { COMMON_FLAGS_HELP, type Options, parseOptions, type ParseSettings } from "./cli.ts";
+import { createCtx, type Ctx } from "./context.ts";
+import { type Deps, realDeps } from "./deps.ts";
+import { EXIT_FAILED, EXIT_OK, RecoveryError, UsageError } from "./errors.ts";
+import { evenCountWarning } from "./nodes.ts";
+import { writeReport } from "./report.ts";
+import { CommandError } from "./errors.ts";
+import { tail } from "./parse.ts";
+
+export interface TaskDef {
+  name: string;
+  /** One line: what the task does and what it changes. */
+  summary: string;
+  /** Usage line(s) shown by --help. */
+  usage: string;
+  parse?: ParseSettings;
+  /** Runs the task. Returns the exit code (0 when omitted). */
+  run: (ctx: Ctx) => Promise<number | void>;
+}
+
+/** Builds the `deno task X …` command that repeats or continues a run. */
+export function taskCommand(task: string, opts: Options, extra: string[] = []): string {
+  const parts = ["deno task", task, "--nodes", opts.nodes.join(",")];
+  if (opts.seed) parts.push("--seed", opts.seed);
+  if (opts.vip) parts.push("--vip", opts.vip);
+  parts.push("--out", opts.out);
+  if (opts.talosconfig) parts.push("--talosconfig", opts.talosconfig);
+  return [...parts, ...extra].join(" ");
+}
+
+/** Runs a task with `args`; returns the exit code (never throws). */
+export async function runTask(
+  def: TaskDef,
+  args: string[],
+  deps: Deps = realDeps(),
+): Promise<number> {
+  let opts: Options;
+  try {
+    opts = parseOptions(args, deps.env, def.parse);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      deps.stderr(`error: ${error.message}\nRun "deno task ${def.name} --help" for usage.\n`);
+      return error.exitCode;
+    }
+    throw error;
+  }
+  if (opts.help) {
+    deps.stdout(`${def.name}: ${def.summary}\n\nUsage:\n${def.usage}\n\n${COMMON_FLAGS_HELP}\n`);
+    return EXIT_OK;
+  }
+  const ctx = createCtx(def.name, opts, deps);
+  const warning = evenCountWarning(opts.nodes);
+  if (warning) ctx.log.warn(warning);
+  const outExisted = existsSync(opts.out);
+  ctx.journal.record({ type: "run", argv: args, nodes: opts.nodes });
+  let code: number = EXIT_OK;
+  let failure: string | undefined;
+  try {
+    code = (await def.run(ctx)) ?? EXIT_OK;
+  } catch (error) {
+    code = error instanceof RecoveryError ? error.exitCode : EXIT_FAILED;
+    failure = error instanceof Error ? error.message : String(error);
+    reportError(ctx, error);
+  }
+  if (!opts.dryRun && (outExisted || existsSync(opts.out))) {
+    ctx.journal.record({ type: "fact", key: "clusterState", value: ctx.clusterState });
+    if (ctx.continueWith) {
+      ctx.journal.record({ type: "fact", key: "continueWith", value: ctx.continueWith });
+    }
+    ctx.journal.record({ type: "end", exitCode: code, ...(failure ? { error: failure } : {}) });
+    const path = writeReport(opts.out);
+    if (code !== EXIT_OK || def.name === "recover") ctx.log.info(`report: ${path}`);
+  }
+  return code;
+}
+
+function reportError(ctx: Ctx, error: unknown): void {
+  if (!(error instanceof RecoveryError)) {
+    ctx.log.error(`unexpected: ${error instanceof Error ? error.stack : String(error)}`);
+  } else if (error.exitCode === 0) {
+    ctx.log.info(error.message);
+  } else {
+    ctx.log.error(error.message);
+  }
+  if (error instanceof CommandError && error.stderr.trim() !== "") {
+    ctx.log.raw(`    last lines of stderr of: ${error.command}\n${indent(tail(error.stderr, 5))}`);
+  }
+  if (error instanceof RecoveryError && error.hint) ctx.log.info(`next: ${error.hint}`);
+  if (error instanceof RecoveryError && error.exitCode === 0) return;
+  ctx.log.info(`cluster state: ${ctx.clusterState}`);
+  if (ctx.continueWith) ctx.log.info(`to continue: ${ctx.continueWith}`);
+}
+
+function indent(text: string): string {
+  return text.split("\n").map((l) => `      ${l}`).join("\n");
+}
+
+/** `if (import.meta.main) await main(def)`: runs with the real world and exits. */
+export async function mainEntry(def: TaskDef): Promise<never> {
+  const code = await runTask(def, Deno.args);
+  Deno.exit(code);
+}

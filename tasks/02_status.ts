@@ -1,0 +1,105 @@
+/**
+ * Step 2 — status: what each copy holds, and which node is the seed.
+ *
+ * What:     checks each copy's sha256 against OUT/manifest.json, reads revision, keys, size
+ *           and hash with `etcdutl snapshot status FILE -w json` (or etcdctl 3.4 with
+ *           ETCDCTL_API=3), and picks the seed: the highest revision, nothing else (hashes of
+ *           copies taken at the same moment differ between members).
+ * Changes:  nothing.
+ * Output:   a table on stderr for people; the seed's address alone on stdout (or --json), so
+ *           `SEED=$(deno task status …)` works.
+ * Raw:      etcdutl snapshot status ./etcd-recovery/db.192.168.53.10/db -w json
+ * Usage:    deno task status [--nodes A,B,C] [--out DIR] [--seed N] [--json]
+ */
+
+import { type Ctx, step } from "../lib/context.ts";
+import type { Deps } from "../lib/deps.ts";
+import { StepError } from "../lib/errors.ts";
+import { humanizeBytes } from "../lib/humanize.ts";
+import { inspectCopies, type Inspection } from "../lib/inspect.ts";
+import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
+import { printPlan } from "../lib/confirm.ts";
+import { shellLine } from "../lib/talosctl.ts";
+import { copyFile } from "../lib/manifest.ts";
+import { join } from "node:path";
+
+export const task: TaskDef = {
+  name: "status",
+  summary: "read every copy in OUT and name the seed (highest revision); changes nothing",
+  usage: "  deno task status [--nodes A,B,C] [--out DIR] [--json]",
+  parse: { nodesOptional: true },
+  run: async (ctx) => {
+    if (ctx.opts.dryRun) return printPlan(ctx, statusPlan(ctx));
+    const insp = await step(
+      ctx,
+      "status",
+      `Reading the copies in ${ctx.opts.out}`,
+      () => inspectCopies(ctx),
+    );
+    ctx.log.raw(statusTable(insp));
+    if (ctx.opts.json) ctx.deps.stdout(JSON.stringify(statusJson(insp), null, 2) + "\n");
+    if (!insp.choice) {
+      throw new StepError("No copy could be read: there is no seed", {
+        hint: "see the problems above; extract again into a new --out",
+      });
+    }
+    const { seed, revision } = insp.choice;
+    ctx.log.ok(`seed: ${seed} (revision ${revision})`);
+    if (ctx.opts.seed && ctx.opts.seed !== seed) {
+      const mine = insp.rows.find((r) => r.node === ctx.opts.seed)?.status?.revision;
+      ctx.log.warn(
+        `--seed ${ctx.opts.seed} has revision ${mine ?? "unknown"}; "${seed}" has ${revision}`,
+      );
+    }
+    if (!ctx.opts.json) ctx.deps.stdout(`${seed}\n`);
+  },
+};
+
+/** The commands status runs, as bash. */
+export function statusPlan(ctx: Ctx): string[] {
+  return [
+    "# Step 2: read every copy; the seed is the highest revision",
+    ...ctx.opts.nodes.map((n) =>
+      `etcdutl snapshot status ${shellLine([join(ctx.opts.out, copyFile(n))])} -w json`
+    ),
+  ];
+}
+
+export function statusTable(insp: Inspection): string {
+  const header = ["NODE", "REVISION", "KEYS", "SIZE", "HASH", "INTACT", "NOTE"];
+  const rows = insp.rows.map((r) => [
+    r.node,
+    r.status ? String(r.status.revision) : "-",
+    r.status ? String(r.status.totalKey) : "-",
+    r.status ? humanizeBytes(r.status.totalSize) : "-",
+    r.status ? r.status.hash.toString(16).padStart(8, "0") : "-",
+    r.intact ? "yes" : "no",
+    r.problem ?? (r.node === insp.choice?.seed ? "seed" : ""),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  return [header, ...rows].map((cells) =>
+    cells.map((c, i) => c.padEnd(widths[i])).join("   ").trimEnd()
+  )
+    .join("\n");
+}
+
+export function statusJson(insp: Inspection) {
+  return {
+    seed: insp.choice?.seed ?? null,
+    revision: insp.choice?.revision ?? null,
+    copies: insp.rows.map((r) => ({
+      node: r.node,
+      file: r.file,
+      intact: r.intact,
+      sha256: insp.manifest.copies[r.node]?.sha256 ?? null,
+      ...(r.status ?? {}),
+      problem: r.problem ?? null,
+    })),
+  };
+}
+
+export function main(args: string[], deps?: Deps): Promise<number> {
+  return runTask(task, args, deps);
+}
+
+if (import.meta.main) await mainEntry(task);

@@ -1,0 +1,156 @@
+/**
+ * Step 3 — wipe: reset every control-plane node at once, so no broken node can sync the bad
+ * state back.
+ *
+ * What:     every node at once, `talosctl -e N -n N reset --system-labels-to-wipe EPHEMERAL
+ *           --graceful=false --reboot --wait=false` (graceful needs a working etcd; --wait
+ *           is known to hang), then polls each node until it went down and came back with
+ *           an empty etcd (STATE Preparing, event history younger than the reset).
+ * Changes:  DESTROYS etcd on every node. The copies in OUT are then the only data.
+ * Refuses:  without an intact copy of the seed (never overridable); while any node's copy is
+ *           missing or unreadable, a --seed below the highest revision, or a healthy cluster
+ *           (each overridable with --force). Asks first unless --yes.
+ * Raw:      talosctl -e 192.168.53.10 -n 192.168.53.10 reset --system-labels-to-wipe EPHEMERAL --graceful=false --reboot --wait=false
+ * Usage:    deno task wipe --nodes A,B,C [--seed N] [--out DIR] [--yes] [--force] [--timeout 10m]
+ */
+
+import { type Ctx, step } from "../lib/context.ts";
+import type { Deps } from "../lib/deps.ts";
+import { RefusedError, StepError } from "../lib/errors.ts";
+import { checkEveryCopy, inspectCopies, resolveSeed } from "../lib/inspect.ts";
+import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
+import { confirm, printPlan } from "../lib/confirm.ts";
+import {
+  describe,
+  healthyEvidence,
+  lookAtEtcd,
+  SERVICE_POLL_MS,
+  startedWithin,
+} from "../lib/cluster.ts";
+import { poll } from "../lib/poll.ts";
+import { shellLine, sub, talos, talosArgv } from "../lib/talosctl.ts";
+import { tail } from "../lib/parse.ts";
+
+export const task: TaskDef = {
+  name: "wipe",
+  summary: "reset every control-plane node at once (EPHEMERAL): DESTROYS etcd everywhere",
+  usage: "  deno task wipe --nodes A,B,C [--seed N] [--out DIR] [--yes] [--force] [--timeout 10m]",
+  run: async (ctx) => {
+    if (ctx.opts.dryRun) return printPlan(ctx, wipePlan(ctx));
+    const seed = await step(
+      ctx,
+      "preflight",
+      "Checking the copies before wiping",
+      () => checkBeforeWipe(ctx),
+    );
+    await confirm(
+      ctx,
+      `wipe etcd on ${ctx.opts.nodes.join(", ")} (seed ${seed})`,
+      () => wipePlan(ctx),
+    );
+    await step(ctx, "wipe", `Wiping ${ctx.opts.nodes.length} nodes at once`, () => wipe(ctx));
+  },
+};
+
+/**
+ * The safety rules: an intact seed copy, every copy usable, the seed the highest revision,
+ * the cluster not healthy. Returns the seed.
+ */
+export async function checkBeforeWipe(ctx: Ctx): Promise<string> {
+  const insp = await inspectCopies(ctx);
+  const seed = resolveSeed(ctx, insp);
+  checkEveryCopy(ctx, insp);
+  ctx.log.ok(
+    `seed ${seed}: copy intact, revision ${
+      insp.rows.find((r) => r.node === seed)?.status?.revision
+    }`,
+  );
+  const healthy = await healthyEvidence(ctx, seed, ctx.opts.nodes, "preflight");
+  if (healthy) {
+    if (!ctx.opts.force) {
+      throw new RefusedError(`Refusing to wipe a healthy cluster: ${healthy}`, {
+        hint: "nothing to recover; pass --force only if you know etcd is broken anyway",
+      });
+    }
+    ctx.log.warn(`the cluster looks healthy (${healthy}); wiping anyway because of --force`);
+  }
+  return seed;
+}
+
+/** Resets every node at once and waits until each came back with an empty etcd. */
+export async function wipe(ctx: Ctx): Promise<void> {
+  const nodes = ctx.opts.nodes;
+  const sentAt = ctx.deps.now();
+  ctx.clusterState = `reset sent to ${
+    nodes.join(", ")
+  }: etcd is being destroyed; the copies in ${ctx.opts.out} are the only data`;
+  ctx.continueWith = taskCommand("wipe", ctx.opts, ["--yes"]);
+  const results = await Promise.all(
+    nodes.map((n) => talos(ctx, n, sub.reset(), { step: "wipe", mutating: true })),
+  );
+  const failed = nodes.filter((_, i) => results[i].code !== 0);
+  if (failed.length > 0) {
+    const done = nodes.filter((n) => !failed.includes(n));
+    ctx.clusterState = `reset accepted by ${done.join(", ") || "no node"}; FAILED on ${
+      failed.join(", ")
+    } (still holding the old etcd)`;
+    throw new StepError(
+      `Reset failed on ${
+        failed.map((n, i) =>
+          `"${n}": ${tail(results[nodes.indexOf(n)].stderr, 1) || `exit ${results[i].code}`}`
+        ).join("; ")
+      }`,
+      {
+        hint:
+          "fix the failing node and run wipe again: resetting an already wiped node again is harmless",
+      },
+    );
+  }
+  await Promise.all(nodes.map((node) => awaitWiped(ctx, node, sentAt)));
+  ctx.clusterState = `every node wiped (${
+    nodes.join(", ")
+  }): etcd is empty and waiting for bootstrap; the copies in ${ctx.opts.out} are the only data`;
+  ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--yes"]);
+}
+
+/** Polls `node` until it went down and came back with etcd Preparing (empty, waiting). */
+async function awaitWiped(ctx: Ctx, node: string, sentAt: number): Promise<void> {
+  let wentDown = false;
+  await poll(ctx, {
+    what: `"${node}" to reboot wiped (etcd Preparing)`,
+    intervalMs: SERVICE_POLL_MS,
+    timeoutMs: ctx.opts.timeoutMs,
+    check: async () => {
+      const look = await lookAtEtcd(ctx, node, "wipe");
+      if (look.kind === "down") wentDown = true;
+      const fresh = look.kind === "up" &&
+        (wentDown || startedWithin(look.info, ctx.deps.now() - sentAt));
+      if (look.kind === "up" && fresh && look.info.state === "Preparing") {
+        return { done: true, value: undefined };
+      }
+      const note = look.kind === "up" && !fresh ? " — not rebooted yet" : "";
+      return { done: false, state: `${node}: ${describe(look)}${note}` };
+    },
+  });
+}
+
+/** The commands wipe runs, as bash. */
+export function wipePlan(ctx: Ctx): string[] {
+  return [
+    "# Step 3: wipe every node at once (DESTROYS etcd; the copies are the only data now)",
+    ...ctx.opts.nodes.map((n) => `${shellLine(talosArgv(ctx, n, sub.reset()))} &`),
+    "wait",
+    "# then, for each node, until it came back with an empty etcd:",
+    ...ctx.opts.nodes.map((n) =>
+      `until ${
+        shellLine(talosArgv(ctx, n, sub.serviceEtcd()))
+      } 2>/dev/null | grep -Eq '^STATE +Preparing'; do sleep 5; done`
+    ),
+  ];
+}
+
+export function main(args: string[], deps?: Deps): Promise<number> {
+  return runTask(task, args, deps);
+}
+
+if (import.meta.main) await mainEntry(task);

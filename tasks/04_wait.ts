@@ -1,0 +1,79 @@
+/**
+ * Step 4 — wait: until the seed's etcd is Preparing (wiped, waiting for bootstrap).
+ *
+ * What:     polls `talosctl -e S -n S service etcd` until STATE Preparing. While the node
+ *           reboots the call fails with connection refused: expected, polling goes on until
+ *           the deadline. Shows the other nodes' states once at the end.
+ * Changes:  nothing.
+ * Raw:      talosctl -e 192.168.53.11 -n 192.168.53.11 service etcd
+ * Usage:    deno task wait --nodes A,B,C [--seed N] [--out DIR] [--timeout 10m]
+ */
+
+import { type Ctx, step } from "../lib/context.ts";
+import type { Deps } from "../lib/deps.ts";
+import { planSeed, seedOf } from "../lib/inspect.ts";
+import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
+import { printPlan } from "../lib/confirm.ts";
+import { describe, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster.ts";
+import { poll } from "../lib/poll.ts";
+import { shellLine, sub, talosArgv } from "../lib/talosctl.ts";
+import { StepError } from "../lib/errors.ts";
+
+export const task: TaskDef = {
+  name: "wait",
+  summary: "wait until the seed's etcd is Preparing (wiped, ready for bootstrap); changes nothing",
+  usage: "  deno task wait --nodes A,B,C [--seed N] [--out DIR] [--timeout 10m]",
+  run: async (ctx) => {
+    if (ctx.opts.dryRun) return printPlan(ctx, waitPlan(ctx));
+    const seed = await seedOf(ctx);
+    await step(
+      ctx,
+      "wait",
+      `Waiting for etcd on ${seed} to be Preparing`,
+      () => waitPreparing(ctx, seed),
+    );
+  },
+};
+
+/** Polls the seed until etcd is Preparing; fails fast when it is Running or Failed. */
+export async function waitPreparing(ctx: Ctx, seed: string): Promise<void> {
+  await poll(ctx, {
+    what: `etcd on "${seed}" to be Preparing`,
+    intervalMs: SERVICE_POLL_MS,
+    timeoutMs: ctx.opts.timeoutMs,
+    check: async () => {
+      const look = await lookAtEtcd(ctx, seed, "wait");
+      if (look.kind === "up" && look.info.state === "Preparing") {
+        return { done: true, value: undefined };
+      }
+      if (look.kind === "up" && look.info.state === "Running") {
+        throw new StepError(
+          `etcd on "${seed}" is Running, not Preparing: it was not wiped, or it was already bootstrapped`,
+          {
+            hint:
+              "if it was already bootstrapped, go on with deno task disarm; otherwise run deno task wipe",
+          },
+        );
+      }
+      return { done: false, state: describe(look) };
+    },
+  });
+}
+
+/** The commands wait runs, as bash. */
+export function waitPlan(ctx: Ctx): string[] {
+  const { seed, lines } = planSeed(ctx);
+  return [
+    "# Step 4: wait until the seed's etcd is Preparing",
+    ...lines,
+    `until ${
+      shellLine(talosArgv(ctx, seed, sub.serviceEtcd()))
+    } 2>/dev/null | grep -Eq '^STATE +Preparing'; do sleep 5; done`,
+  ];
+}
+
+export function main(args: string[], deps?: Deps): Promise<number> {
+  return runTask(task, args, deps);
+}
+
+if (import.meta.main) await mainEntry(task);

@@ -1,0 +1,155 @@
+/**
+ * Step 5 — bootstrap: restore etcd on the seed from its raw copy.
+ *
+ * What:     `talosctl -e S -n S bootstrap --recover-from=OUT/db.S/db --recover-skip-hash-check`
+ *           (a raw copy has no hash trailer), retried while the node answers "bootstrap is
+ *           not available yet", "time is not in sync yet" or "not ready for recovery yet".
+ *           Exit 0 is NOT success: the restore runs afterwards, so `service etcd` is polled
+ *           until Running; Failed carries the reason in its last event.
+ * Changes:  starts a new one-member etcd cluster on the seed from the copy.
+ * Refuses:  when the copy's sha256 no longer matches the manifest; when etcd on the seed is
+ *           already Running (not wiped, or already bootstrapped).
+ * Raw:      talosctl -e 192.168.53.11 -n 192.168.53.11 bootstrap --recover-from=./etcd-recovery/db.192.168.53.11/db --recover-skip-hash-check
+ * Usage:    deno task bootstrap --nodes A,B,C [--seed N] [--out DIR] [--yes] [--timeout 10m]
+ */
+
+import { join } from "node:path";
+import { type Ctx, step } from "../lib/context.ts";
+import type { Deps } from "../lib/deps.ts";
+import { RefusedError, StepError } from "../lib/errors.ts";
+import { planSeed, seedOf } from "../lib/inspect.ts";
+import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
+import { confirm, printPlan } from "../lib/confirm.ts";
+import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster.ts";
+import { copyFile, readManifest, verifyCopy } from "../lib/manifest.ts";
+import { poll } from "../lib/poll.ts";
+import { isBootstrapNotReady, isDataDirNotEmpty, isUnreachable } from "../lib/parse.ts";
+import { commandFailure, shellLine, sub, talos, talosArgv } from "../lib/talosctl.ts";
+import { waitPreparing } from "./04_wait.ts";
+
+/** Uploading a large db can take a while. */
+export const BOOTSTRAP_CALL_TIMEOUT_MS = 10 * 60_000;
+
+export const task: TaskDef = {
+  name: "bootstrap",
+  summary: "restore etcd on the seed from its copy and wait until it runs",
+  usage: "  deno task bootstrap --nodes A,B,C [--seed N] [--out DIR] [--yes] [--timeout 10m]",
+  run: async (ctx) => {
+    if (ctx.opts.dryRun) return printPlan(ctx, bootstrapPlan(ctx));
+    const seed = await seedOf(ctx);
+    const file = await verifiedSeedCopy(ctx, seed);
+    await confirm(ctx, `bootstrap etcd on ${seed} from ${file}`, () => bootstrapPlan(ctx));
+    await step(
+      ctx,
+      "bootstrap",
+      `Restoring etcd on ${seed} from ${file}`,
+      () => bootstrap(ctx, seed, file),
+    );
+  },
+};
+
+/** The seed's copy, after checking it is still byte-for-byte what was extracted. */
+export async function verifiedSeedCopy(ctx: Ctx, seed: string): Promise<string> {
+  const check = await verifyCopy(ctx.opts.out, readManifest(ctx.opts.out), seed);
+  if (!check.ok) {
+    throw new RefusedError(`Cannot restore from the copy of "${seed}": ${check.reason}`, {
+      hint: `the copy is ${
+        join(ctx.opts.out, copyFile(seed))
+      }; extract it again if the node still has it`,
+    });
+  }
+  return join(ctx.opts.out, copyFile(seed));
+}
+
+/** Sends the bootstrap (retrying the expected refusals) and waits until etcd runs. */
+export async function bootstrap(ctx: Ctx, seed: string, file: string): Promise<void> {
+  const first = await lookAtEtcd(ctx, seed, "bootstrap");
+  if (first.kind === "up" && first.info.state === "Running") {
+    throw new RefusedError(
+      `etcd on "${seed}" is already Running: it was not wiped, or it was already bootstrapped`,
+      {
+        hint:
+          "if it was bootstrapped already, go on with deno task disarm; otherwise run deno task wipe first",
+      },
+    );
+  }
+  if (first.kind === "down" || first.info.state !== "Preparing") await waitPreparing(ctx, seed);
+  const args = sub.bootstrap(file);
+  await poll(ctx, {
+    what: `"${seed}" to accept the bootstrap`,
+    intervalMs: SERVICE_POLL_MS,
+    timeoutMs: ctx.opts.timeoutMs,
+    check: async () => {
+      const r = await talos(ctx, seed, args, {
+        step: "bootstrap",
+        mutating: true,
+        timeoutMs: BOOTSTRAP_CALL_TIMEOUT_MS,
+      });
+      if (r.code === 0) return { done: true, value: undefined };
+      if (isBootstrapNotReady(r.stderr) || isUnreachable(r.stderr)) {
+        return {
+          done: false,
+          state: `not yet: ${r.stderr.match(/desc = (.*)/)?.[1] ?? r.stderr.trim()}`,
+        };
+      }
+      if (isDataDirNotEmpty(r.stderr)) {
+        throw commandFailure(
+          ctx,
+          seed,
+          args,
+          r,
+          `the seed was not wiped, or a failed restore left files: run deno task wipe --nodes ${seed} --yes, then bootstrap again`,
+        );
+      }
+      throw commandFailure(ctx, seed, args, r);
+    },
+  });
+  ctx.clusterState =
+    `bootstrap accepted by ${seed}: etcd is restoring from ${file}; the other nodes are still wiped`;
+  ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--seed", seed, "--yes"]);
+  await poll(ctx, {
+    what: `etcd on "${seed}" to run the restored data`,
+    intervalMs: SERVICE_POLL_MS,
+    timeoutMs: ctx.opts.timeoutMs,
+    check: async () => {
+      const look = await lookAtEtcd(ctx, seed, "bootstrap");
+      if (look.kind === "up" && look.info.state === "Failed") {
+        ctx.clusterState =
+          `the restore FAILED on ${seed}; it may have left files in /var/lib/etcd; the other nodes are wiped`;
+        ctx.continueWith = `deno task wipe --nodes ${seed} --out ${ctx.opts.out} --force --yes && ${
+          taskCommand("bootstrap", ctx.opts, ["--seed", seed, "--yes"])
+        }`;
+        throw new StepError(`The restore failed on "${seed}": ${lastEvent(look.info)}`, {
+          hint: "a failed restore leaves files behind: reset the seed again before retrying",
+        });
+      }
+      if (look.kind === "up" && look.info.state === "Running" && look.info.health !== "Fail") {
+        return { done: true, value: undefined };
+      }
+      return { done: false, state: describe(look) };
+    },
+  });
+  ctx.clusterState =
+    `etcd runs on ${seed} alone, restored from ${file}; the old CORRUPT alarm may still be armed (writes fail until disarm); the other nodes are wiped`;
+  ctx.continueWith = taskCommand("disarm", ctx.opts, ["--seed", seed, "--yes"]);
+}
+
+/** The commands bootstrap runs, as bash. */
+export function bootstrapPlan(ctx: Ctx): string[] {
+  const { seed, lines } = planSeed(ctx);
+  const file = join(ctx.opts.out, copyFile(seed));
+  return [
+    "# Step 5: restore the seed from its raw copy (retry while not ready), then wait until etcd runs",
+    ...lines,
+    `until ${shellLine(talosArgv(ctx, seed, sub.bootstrap(file)))}; do sleep 5; done`,
+    `until ${
+      shellLine(talosArgv(ctx, seed, sub.serviceEtcd()))
+    } | grep -Eq '^STATE +Running'; do sleep 5; done  # Failed: read its last event`,
+  ];
+}
+
+export function main(args: string[], deps?: Deps): Promise<number> {
+  return runTask(task, args, deps);
+}
+
+if (import.meta.main) await mainEntry(task);

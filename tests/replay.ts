@@ -1,0 +1,166 @@
+/**
+ * A strict, replaying zx `$` for tests. Each recording answers one exact command line (as
+ * zx renders it: quoted with `quote`, no prefix); recordings for the same line answer in
+ * order, so a poll can see `Waiting`, then `Preparing`. An unexpected call fails the test
+ * (`assertDone`), and so does a recording left unused. Nothing is ever run.
+ */
+
+import { EventEmitter } from "node:events";
+import type { spawn } from "node:child_process";
+import { PassThrough } from "node:stream";
+import { readFileSync } from "node:fs";
+import { $ as zx$ } from "zx";
+import type { Deps, Shell } from "../lib/deps.ts";
+
+export interface Recording {
+  /** The exact command line, e.g. `talosctl -e 10.0.0.1 -n 10.0.0.1 service etcd`. */
+  cmd: string;
+  stdout?: string;
+  stderr?: string;
+  /** @default 0 */
+  code?: number;
+  /** Never exits by itself: only the call's deadline (abort signal) ends it. */
+  hang?: boolean;
+  /** Runs when the command is answered (e.g. `cp` creating its file). */
+  effect?: () => void;
+  /** May be left unused without failing the test. */
+  optional?: boolean;
+}
+
+/** Reads a captured talosctl output from fixtures/talosctl/. */
+export function fx(name: string): string {
+  return readFileSync(new URL(`../fixtures/talosctl/${name}`, import.meta.url), "utf8");
+}
+
+export class Replay {
+  readonly calls: string[] = [];
+  readonly unexpected: string[] = [];
+  #pending: Recording[];
+  #pid = 40_000;
+  readonly $: Shell;
+
+  constructor(recordings: Recording[]) {
+    this.#pending = [...recordings];
+    this.$ = zx$({
+      prefix: "",
+      postfix: "",
+      quiet: true,
+      verbose: false,
+      spawn: ((cmd: string, _args: unknown, opts: { signal?: AbortSignal }) =>
+        this.#spawn(cmd, opts)) as unknown as typeof spawn,
+      kill: () =>
+        Promise.resolve(),
+    });
+  }
+
+  /** Adds recordings while a test runs (e.g. from an effect). */
+  add(...recordings: Recording[]): void {
+    this.#pending.push(...recordings);
+  }
+
+  /** Fails unless every call was expected and every required recording was used. */
+  assertDone(): void {
+    const unused = this.#pending.filter((r) => !r.optional).map((r) => r.cmd);
+    if (this.unexpected.length > 0 || unused.length > 0) {
+      throw new Error(
+        `replay mismatch:\n  unexpected calls:\n    ${this.unexpected.join("\n    ") || "-"}\n` +
+          `  unused recordings:\n    ${unused.join("\n    ") || "-"}`,
+      );
+    }
+  }
+
+  /** Calls whose command line matches `re`. */
+  callsMatching(re: RegExp): string[] {
+    return this.calls.filter((c) => re.test(c));
+  }
+
+  #spawn(cmd: string, opts: { signal?: AbortSignal }) {
+    this.calls.push(cmd);
+    const index = this.#pending.findIndex((r) => r.cmd === cmd);
+    const rec: Recording = index >= 0
+      ? this.#pending.splice(index, 1)[0]
+      : { cmd, stderr: `replay: unexpected command: ${cmd}\n`, code: 99 };
+    if (index < 0) this.unexpected.push(cmd);
+    const child = new EventEmitter() as EventEmitter & Record<string, unknown>;
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    Object.assign(child, { stdout, stderr, stdin: new PassThrough(), pid: this.#pid++ });
+    child.kill = () => true;
+    const finish = (code: number | null, signal: string | null) => {
+      stdout.end();
+      stderr.end();
+      child.emit("exit", code, signal);
+      child.emit("close", code, signal);
+    };
+    const onAbort = () => finish(null, "SIGTERM");
+    setTimeout(() => {
+      if (rec.hang) {
+        if (opts.signal?.aborted) onAbort();
+        else opts.signal?.addEventListener("abort", onAbort, { once: true });
+        return;
+      }
+      rec.effect?.();
+      if (rec.stdout) stdout.write(rec.stdout);
+      if (rec.stderr) stderr.write(rec.stderr);
+      setTimeout(() => finish(rec.code ?? 0, null), 0);
+    }, 0);
+    return child;
+  }
+}
+
+export interface FakeWorld {
+  deps: Deps;
+  replay: Replay;
+  out: string[];
+  err: string[];
+  /** Text written to stdout. */
+  stdout(): string;
+  /** Text written to stderr. */
+  stderr(): string;
+  /** Virtual milliseconds slept. */
+  slept(): number;
+}
+
+/**
+ * Deps for a test: the replaying `$`, a virtual clock that `sleep` advances at once, no
+ * terminal unless `answers` are given (then prompts read them in order).
+ */
+export function fakeWorld(
+  recordings: Recording[],
+  options: { answers?: string[]; env?: Record<string, string>; terminal?: boolean } = {},
+): FakeWorld {
+  const replay = new Replay(recordings);
+  const out: string[] = [];
+  const err: string[] = [];
+  let clock = Date.parse("2026-11-24T10:00:00Z");
+  let slept = 0;
+  const answers = [...(options.answers ?? [])];
+  const deps: Deps = {
+    $: replay.$,
+    env: { TALOSCTL: "talosctl", ...options.env },
+    isTerminal: options.terminal ?? options.answers !== undefined,
+    ask: (question) => {
+      err.push(question);
+      return Promise.resolve(answers.shift() ?? null);
+    },
+    stdout: (t) => out.push(t),
+    stderr: (t) => err.push(t),
+    now: () => clock,
+    sleep: (ms, signal) => {
+      if (signal?.aborted) return Promise.reject(signal.reason);
+      clock += ms;
+      slept += ms;
+      return Promise.resolve();
+    },
+    signal: new AbortController().signal,
+  };
+  return {
+    deps,
+    replay,
+    out,
+    err,
+    stdout: () => out.join(""),
+    stderr: () => err.join(""),
+    slept: () => slept,
+  };
+}
