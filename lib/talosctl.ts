@@ -168,3 +168,12 @@ export function commandFailure(
     { hint },
   );
 }
+
+/** Bash that runs `lines` at once and fails if any of them failed. */
+export function parallelPlan(lines: string[]): string[] {
+  return [
+    "pids=()",
+    ...lines.map((l) => `${l} & pids+=($!)`),
+    'for pid in "${pids[@]}"; do wait "$pid"; done',
+  ];
+}

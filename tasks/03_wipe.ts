@@ -28,8 +28,9 @@ import {
   startedWithin,
 } from "../lib/cluster.ts";
 import { poll } from "../lib/poll.ts";
-import { shellLine, sub, talos, talosArgv } from "../lib/talosctl.ts";
+import { parallelPlan, shellLine, sub, talos, talosArgv } from "../lib/talosctl.ts";
 import { tail } from "../lib/parse.ts";
+import { statusTable } from "./02_status.ts";
 
 export const task: TaskDef = {
   name: "wipe",
@@ -58,6 +59,7 @@ export const task: TaskDef = {
  */
 export async function checkBeforeWipe(ctx: Ctx): Promise<string> {
   const insp = await inspectCopies(ctx);
+  ctx.log.raw(statusTable(insp));
   const seed = resolveSeed(ctx, insp);
   checkEveryCopy(ctx, insp);
   ctx.log.ok(
@@ -138,8 +140,7 @@ async function awaitWiped(ctx: Ctx, node: string, sentAt: number): Promise<void>
 export function wipePlan(ctx: Ctx): string[] {
   return [
     "# Step 3: wipe every node at once (DESTROYS etcd; the copies are the only data now)",
-    ...ctx.opts.nodes.map((n) => `${shellLine(talosArgv(ctx, n, sub.reset()))} &`),
-    "wait",
+    ...parallelPlan(ctx.opts.nodes.map((n) => shellLine(talosArgv(ctx, n, sub.reset())))),
     "# then, for each node, until it came back with an empty etcd:",
     ...ctx.opts.nodes.map((n) =>
       `until ${

@@ -1,0 +1,75 @@
+/**
+ * Step 6 — disarm: clear the CORRUPT alarm that came back inside the restored db.
+ *
+ * What:     `etcd alarm list` on the seed; if it lists anything, `etcd alarm disarm`, then
+ *           `etcd alarm list` again, which must print nothing (no alarms = empty stdout).
+ *           While CORRUPT is armed reads work and health may look OK, but every write fails.
+ * Changes:  clears every alarm of the cluster.
+ * Re-run:   no alarm listed → nothing to do.
+ * Raw:      talosctl -e 192.168.53.11 -n 192.168.53.11 etcd alarm disarm
+ * Usage:    deno task disarm --nodes A,B,C [--seed N] [--out DIR] [--yes]
+ */
+
+import { type Ctx, SKIPPED, step } from "../lib/context.ts";
+import type { Deps } from "../lib/deps.ts";
+import { StepError } from "../lib/errors.ts";
+import { planSeed, seedOf } from "../lib/inspect.ts";
+import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
+import { confirm, printPlan } from "../lib/confirm.ts";
+import { parseAlarms } from "../lib/parse.ts";
+import { shellLine, sub, talosArgv, talosOk } from "../lib/talosctl.ts";
+
+export const task: TaskDef = {
+  name: "disarm",
+  summary: "clear the CORRUPT alarm restored with the db, and check none is left",
+  usage: "  deno task disarm --nodes A,B,C [--seed N] [--out DIR] [--yes]",
+  run: async (ctx) => {
+    if (ctx.opts.dryRun) return printPlan(ctx, disarmPlan(ctx));
+    const seed = await seedOf(ctx);
+    await step(ctx, "disarm", `Clearing alarms on ${seed}`, () => disarm(ctx, seed));
+  },
+};
+
+/** Lists, disarms and lists again; returns SKIPPED when there was nothing to clear. */
+export async function disarm(ctx: Ctx, seed: string): Promise<typeof SKIPPED | void> {
+  const before = parseAlarms(await talosOk(ctx, seed, sub.alarmList(), { step: "disarm" }));
+  if (before.length === 0) {
+    ctx.log.ok("no alarm listed: nothing to disarm");
+    return SKIPPED;
+  }
+  for (const a of before) ctx.log.info(`armed: ${a.alarm} on member ${a.member}`);
+  await confirm(ctx, `disarm ${before.length} alarm(s) on ${seed}`, () => disarmPlan(ctx));
+  await talosOk(ctx, seed, sub.alarmDisarm(), { step: "disarm", mutating: true });
+  const after = parseAlarms(await talosOk(ctx, seed, sub.alarmList(), { step: "disarm" }));
+  if (after.length > 0) {
+    throw new StepError(
+      `Alarms still listed after disarm: ${
+        after.map((a) => `${a.alarm} on ${a.member}`).join(", ")
+      }`,
+      { hint: `run deno task disarm again; if it stays, check "talosctl -n ${seed} etcd status"` },
+    );
+  }
+  ctx.log.ok("alarm list is empty: writes are accepted again");
+  ctx.clusterState =
+    `etcd runs on ${seed} alone with the restored data and no alarm; the other nodes are wiped and may be joining`;
+  ctx.continueWith = taskCommand("rejoin", ctx.opts, ["--seed", seed, "--yes"]);
+}
+
+/** The commands disarm runs, as bash. */
+export function disarmPlan(ctx: Ctx): string[] {
+  const { seed, lines } = planSeed(ctx);
+  const list = shellLine(talosArgv(ctx, seed, sub.alarmList()));
+  return [
+    "# Step 6: disarm the alarm restored with the db; the list must then be empty",
+    ...lines,
+    list,
+    shellLine(talosArgv(ctx, seed, sub.alarmDisarm())),
+    `test -z "$(${list})"`,
+  ];
+}
+
+export function main(args: string[], deps?: Deps): Promise<number> {
+  return runTask(task, args, deps);
+}
+
+if (import.meta.main) await mainEntry(task);

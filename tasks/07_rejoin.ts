@@ -1,0 +1,136 @@
+/**
+ * Step 7 — rejoin: bring the other nodes back one at a time.
+ *
+ * What:     for each node but the seed, in order: `talosctl -e N -n N reboot --wait=false`
+ *           (drops cached state, unsticks a join loop Talos gave up on after 30 min), then
+ *           polls until its etcd is Running with HEALTH OK and the seed lists it as a voting
+ *           member. A learner (HEALTH Fail, "rpc not supported for learner") is expected on
+ *           the way: etcd allows one learner at a time, promoted once caught up. The next
+ *           node is rebooted only after that. The seed is never rebooted.
+ * Changes:  reboots every node but the seed, one at a time.
+ * Re-run:   nodes this OUT's journal records as rejoined are not rebooted again.
+ * Raw:      talosctl -e 192.168.53.10 -n 192.168.53.10 reboot --wait=false
+ * Usage:    deno task rejoin --nodes A,B,C [--seed N] [--out DIR] [--yes] [--timeout 10m]
+ */
+
+import { type Ctx, SKIPPED, step } from "../lib/context.ts";
+import type { Deps } from "../lib/deps.ts";
+import { StepError } from "../lib/errors.ts";
+import { planSeed, seedOf } from "../lib/inspect.ts";
+import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
+import { confirm, printPlan } from "../lib/confirm.ts";
+import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "../lib/cluster.ts";
+import { Journal } from "../lib/journal.ts";
+import { memberForNode, parseMembers } from "../lib/parse.ts";
+import { poll } from "../lib/poll.ts";
+import { commandFailure, shellLine, sub, talos, talosArgv, talosOk } from "../lib/talosctl.ts";
+
+export const task: TaskDef = {
+  name: "rejoin",
+  summary: "reboot the other nodes one at a time, each until it is a healthy voting member",
+  usage: "  deno task rejoin --nodes A,B,C [--seed N] [--out DIR] [--yes] [--timeout 10m]",
+  run: async (ctx) => {
+    if (ctx.opts.dryRun) return printPlan(ctx, rejoinPlan(ctx));
+    const seed = await seedOf(ctx);
+    await rejoin(ctx, seed);
+  },
+};
+
+/** Reboots each non-seed node in turn and waits until it votes. */
+export async function rejoin(ctx: Ctx, seed: string): Promise<void> {
+  const others = ctx.opts.nodes.filter((n) => n !== seed);
+  const done = rejoinedBefore(ctx.opts.out);
+  const todo = others.filter((n) => !done.has(n));
+  for (const n of others.filter((n) => done.has(n))) ctx.log.ok(`${n}: rejoined in an earlier run`);
+  if (todo.length === 0) return;
+  await confirm(ctx, `reboot ${todo.join(", ")} one at a time`, () => rejoinPlan(ctx));
+  for (const [i, node] of todo.entries()) {
+    await step(
+      ctx,
+      `rejoin:${node}`,
+      `Rejoining ${node} (${i + 1} of ${todo.length})`,
+      () => rejoinOne(ctx, seed, node),
+    );
+  }
+  ctx.clusterState = `etcd runs on every node (${
+    ctx.opts.nodes.join(", ")
+  }), restored from ${seed}`;
+  ctx.continueWith = taskCommand("verify", ctx.opts, ["--seed", seed]);
+}
+
+/** Nodes recorded as rejoined in OUT/journal.jsonl. */
+function rejoinedBefore(out: string): Set<string> {
+  return new Set(
+    Journal.readAll(out).flatMap((e) =>
+      e.type === "step" && e.event === "ok" && e.step.startsWith("rejoin:") ? [e.step.slice(7)] : []
+    ),
+  );
+}
+
+async function rejoinOne(ctx: Ctx, seed: string, node: string): Promise<typeof SKIPPED | void> {
+  const sentAt = ctx.deps.now();
+  ctx.continueWith = taskCommand("rejoin", ctx.opts, ["--seed", seed, "--yes"]);
+  const r = await talos(ctx, node, sub.reboot(), { step: `rejoin:${node}`, mutating: true });
+  if (r.code !== 0) throw commandFailure(ctx, node, sub.reboot(), r);
+  ctx.clusterState = `${node} is rebooting to rejoin; etcd runs on ${seed}`;
+  let wentDown = false;
+  await poll(ctx, {
+    what: `"${node}" to rejoin as a healthy voting member`,
+    intervalMs: SERVICE_POLL_MS,
+    timeoutMs: ctx.opts.timeoutMs,
+    check: async () => {
+      const look = await lookAtEtcd(ctx, node, `rejoin:${node}`);
+      if (look.kind === "down") wentDown = true;
+      if (look.kind === "down") return { done: false, state: describe(look) };
+      if (!wentDown && !startedWithin(look.info, ctx.deps.now() - sentAt)) {
+        return { done: false, state: `${describe(look)} — not rebooted yet` };
+      }
+      if (look.info.state === "Failed") {
+        throw new StepError(`etcd on "${node}" failed: ${lastEvent(look.info)}`, {
+          hint: `reboot it again with deno task rejoin (it was not recorded as rejoined)`,
+        });
+      }
+      if (look.info.state !== "Running" || look.info.health !== "OK") {
+        const learner = /learner/.test(look.info.lastHealthMessage ?? "")
+          ? " — a learner, waiting for promotion"
+          : "";
+        return { done: false, state: `${describe(look)}${learner}` };
+      }
+      const members = parseMembers(
+        await talosOk(ctx, seed, sub.members(), { step: `rejoin:${node}` }),
+      );
+      const me = memberForNode(members, node);
+      if (!me) return { done: false, state: `healthy, but "${seed}" does not list it yet` };
+      if (me.learner) return { done: false, state: "a learner, waiting for promotion" };
+      return { done: true, value: undefined };
+    },
+  });
+}
+
+/** The commands rejoin runs, as bash. */
+export function rejoinPlan(ctx: Ctx): string[] {
+  const { seed, lines } = planSeed(ctx);
+  const others = ctx.opts.seed ? ctx.opts.nodes.filter((n) => n !== seed) : ctx.opts.nodes;
+  return [
+    "# Step 7: reboot the other nodes one at a time; each must be Running, HEALTH OK, and a voter",
+    ...lines,
+    ...others.flatMap((n) => [
+      ...(ctx.opts.seed ? [] : [`if [ "${n}" != "$SEED" ]; then`]),
+      shellLine(talosArgv(ctx, n, sub.reboot())),
+      "sleep 30",
+      `until ${
+        shellLine(talosArgv(ctx, n, sub.serviceEtcd()))
+      } 2>/dev/null | grep -Eq '^HEALTH +OK'; do sleep 5; done`,
+      `until ! ${
+        shellLine(talosArgv(ctx, seed, sub.members()))
+      } | grep -q ' true$'; do sleep 5; done  # no learner left`,
+      ...(ctx.opts.seed ? [] : ["fi"]),
+    ]),
+  ];
+}
+
+export function main(args: string[], deps?: Deps): Promise<number> {
+  return runTask(task, args, deps);
+}
+
+if (import.meta.main) await mainEntry(task);

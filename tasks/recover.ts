@@ -1,0 +1,125 @@
+/**
+ * recover — the whole runbook, in order, with the checks a tired person forgets.
+ *
+ *   1 extract   copy every node's db (an extraction already complete in OUT is reused)
+ *   2 status    read every copy; the seed is the highest revision (--seed is checked)
+ *   - safety    refuse without an intact seed copy, with a missing copy, a lower --seed, or
+ *               a healthy cluster (--force overrides all but the first); ask once
+ *   3 wipe      reset every node at once; wait until each came back empty
+ *   4 wait      the seed's etcd is Preparing
+ *   5 bootstrap restore the seed from its copy; wait until etcd runs (exit 0 is not enough)
+ *   6 disarm    clear the CORRUPT alarm that came back inside the db
+ *   7 rejoin    reboot the other nodes one at a time, each until it votes
+ *   8 verify    members, alarms, the VIP, the Kubernetes API
+ *
+ * Changes:  everything the steps change. Without --yes and without a terminal it prints the
+ *           plan and changes nothing. --dry-run prints the plan as a bash script.
+ * Usage:    deno task recover --nodes A,B,C [--seed N] [--vip V] [--out DIR] [--yes]
+ */
+
+import { type Ctx, SKIPPED, step } from "../lib/context.ts";
+import type { Deps } from "../lib/deps.ts";
+import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
+import { confirm, printPlan } from "../lib/confirm.ts";
+import { readManifest } from "../lib/manifest.ts";
+import { extract, extractPlan } from "./01_extract.ts";
+import { statusPlan } from "./02_status.ts";
+import { checkBeforeWipe, wipe, wipePlan } from "./03_wipe.ts";
+import { waitPlan, waitPreparing } from "./04_wait.ts";
+import { bootstrap, bootstrapPlan, verifiedSeedCopy } from "./05_bootstrap.ts";
+import { disarm, disarmPlan } from "./06_disarm.ts";
+import { rejoin, rejoinPlan } from "./07_rejoin.ts";
+import { verify, verifyPlan } from "./08_verify.ts";
+
+export const task: TaskDef = {
+  name: "recover",
+  summary: "run the whole runbook: extract, status, wipe, wait, bootstrap, disarm, rejoin, verify",
+  usage: "  deno task recover --nodes A,B,C [--seed N] [--vip V] [--out DIR] [--yes] [--dry-run]",
+  run: async (ctx) => {
+    if (ctx.opts.dryRun) return printPlan(ctx, recoverPlan(ctx));
+    if (!ctx.deps.isTerminal) await confirm(ctx, "recover", () => recoverPlan(ctx)); // plan unless --yes
+    await recover(ctx);
+  },
+};
+
+export async function recover(ctx: Ctx): Promise<void> {
+  const { nodes, out } = ctx.opts;
+  await step(
+    ctx,
+    "extract",
+    `Extracting etcd db from ${nodes.length} nodes into ${out}`,
+    async () => {
+      const manifest = readManifest(out);
+      if (manifest && nodes.every((n) => manifest.copies[n])) {
+        ctx.log.ok(`reusing the complete extraction in ${out} (${nodes.length} copies)`);
+        return SKIPPED;
+      }
+      await extract(ctx);
+      return undefined;
+    },
+  );
+  const seed = await step(
+    ctx,
+    "preflight",
+    "Choosing the seed and checking the safety rules",
+    () => checkBeforeWipe(ctx),
+  );
+  ctx.opts.seed = seed;
+  const file = await verifiedSeedCopy(ctx, seed);
+  await confirm(
+    ctx,
+    `WIPE etcd on ${nodes.join(", ")} and restore it from ${seed} (${file})`,
+    () => recoverPlan(ctx),
+  );
+  ctx.opts.yes = true; // asked once for the whole run
+  await step(ctx, "wipe", `Wiping ${nodes.length} nodes at once`, () => wipe(ctx));
+  await step(
+    ctx,
+    "wait",
+    `Waiting for etcd on ${seed} to be Preparing`,
+    () => waitPreparing(ctx, seed),
+  );
+  await step(
+    ctx,
+    "bootstrap",
+    `Restoring etcd on ${seed} from ${file}`,
+    () => bootstrap(ctx, seed, file),
+  );
+  await step(ctx, "disarm", `Clearing alarms on ${seed}`, () => disarm(ctx, seed));
+  await rejoin(ctx, seed);
+  ctx.continueWith = taskCommand("verify", ctx.opts);
+  await step(ctx, "verify", "Verifying the control plane", () => verify(ctx, seed));
+  ctx.continueWith = undefined;
+  ctx.log.ok(`recovered: etcd restored from ${seed} and running on ${nodes.join(", ")}`);
+}
+
+/** The whole procedure as one bash script. */
+export function recoverPlan(ctx: Ctx): string[] {
+  return [
+    `# etcd recovery plan for ${ctx.opts.nodes.join(", ")} (talos-etcd-recovery)`,
+    ...extractPlan(ctx),
+    "",
+    ...statusPlan(ctx),
+    ...(ctx.opts.seed
+      ? []
+      : [`SEED=$(deno task status --out ${ctx.opts.out} --nodes ${ctx.opts.nodes.join(",")})`]),
+    "",
+    ...wipePlan(ctx),
+    "",
+    ...waitPlan(ctx).filter((l) => !l.startsWith("SEED=")),
+    "",
+    ...bootstrapPlan(ctx).filter((l) => !l.startsWith("SEED=")),
+    "",
+    ...disarmPlan(ctx).filter((l) => !l.startsWith("SEED=")),
+    "",
+    ...rejoinPlan(ctx).filter((l) => !l.startsWith("SEED=")),
+    "",
+    ...verifyPlan(ctx),
+  ];
+}
+
+export function main(args: string[], deps?: Deps): Promise<number> {
+  return runTask(task, args, deps);
+}
+
+if (import.meta.main) await mainEntry(task);
