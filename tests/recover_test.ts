@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { main } from "../tasks/recover.ts";
+import { fakeWorld } from "./replay.ts";
+import {
+  bootstrapRecs,
+  brokenClusterRecs,
+  disarmRecs,
+  extractRecs,
+  NODES_FLAG,
+  rejoinRecs,
+  SEED,
+  statusRecs,
+  tempOut,
+  verifyRecs,
+  VIP,
+  waitRecs,
+  wipeRecs,
+} from "./scenario.ts";
+
+Deno.test("recover --yes goes from extraction to verification and exits 0", async () => {
+  const out = tempOut();
+  const w = fakeWorld([
+    ...extractRecs(out),
+    ...statusRecs(out),
+    ...brokenClusterRecs(),
+    ...wipeRecs(),
+    ...waitRecs(),
+    ...bootstrapRecs(out),
+    ...disarmRecs(),
+    ...rejoinRecs(),
+    ...verifyRecs(),
+  ]);
+  const code = await main([...NODES_FLAG, "--vip", VIP, "--out", out, "--yes"], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  assert.match(w.stderr(), /recovered: etcd restored from 192\.168\.53\.11/);
+  const report = readFileSync(join(out, "report.md"), "utf8");
+  assert.match(report, /Seed: 192\.168\.53\.11/);
+  assert.match(report, /\| 192\.168\.53\.11 \| 1843517 \|/);
+  assert.match(report, /\| verify \| ok \|/);
+  assert.ok(existsSync(join(out, "journal.jsonl")));
+  // rejoin reboots .10 before .12, never the seed
+  const reboots = w.replay.callsMatching(/ reboot /);
+  assert.deepEqual(reboots.map((c) => c.split(" ")[2]), ["192.168.53.10", "192.168.53.12"]);
+  assert.ok(!reboots.some((c) => c.includes(SEED)));
+});

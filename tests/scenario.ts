@@ -1,0 +1,187 @@
+/**
+ * Building blocks for replayed incidents: the example cluster of the reference outputs
+ * (192.168.53.10-12, seed .11 with the highest revision, VIP .2), copies made on disk as if
+ * extracted, and recordings for each step's talosctl calls, answered with the captured
+ * output of fixtures/talosctl/.
+ */
+
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { fx, type Recording } from "./replay.ts";
+
+export const NODES = ["192.168.53.10", "192.168.53.11", "192.168.53.12"];
+/** The copy of .11 has the highest revision in the fixtures (1843517). */
+export const SEED = "192.168.53.11";
+export const VIP = "192.168.53.2";
+export const NODES_FLAG = ["--nodes", NODES.join(",")];
+
+/** `talosctl -e N -n N …` as the replay sees it. */
+export function T(node: string, ...args: string[]): string {
+  return ["talosctl", "-e", node, "-n", node, ...args].join(" ");
+}
+
+/** A captured output with its node replaced (for per-node `service etcd` blocks etc.). */
+export function fxFor(name: string, node: string): string {
+  return fx(name).replaceAll(/192\.168\.53\.1\d/g, node);
+}
+
+/** A fresh OUT folder path (not created). */
+export function tempOut(): string {
+  return join(mkdtempSync(join(tmpdir(), "ter-test-")), "out");
+}
+
+/** Writes OUT/db.N/db and a manifest for `nodes`, as extract would. */
+export function makeCopies(out: string, nodes = NODES): void {
+  mkdirSync(out, { recursive: true, mode: 0o700 });
+  const copies: Record<string, unknown> = {};
+  for (const n of nodes) {
+    const body = `raw db of ${n}`;
+    mkdirSync(join(out, `db.${n}`), { recursive: true, mode: 0o700 });
+    writeFileSync(join(out, `db.${n}`, "db"), body, { mode: 0o600 });
+    copies[n] = {
+      file: `db.${n}/db`,
+      size: body.length,
+      sha256: createHash("sha256").update(body).digest("hex"),
+      copiedAt: "2026-11-24T10:00:00.000Z",
+    };
+  }
+  writeFileSync(
+    join(out, "manifest.json"),
+    JSON.stringify({ version: 1, nodes: NODES, copies, failures: {} }),
+  );
+}
+
+export const rec = {
+  /** `cp` that creates the copy in OUT/db.N.partial/db. */
+  cp(out: string, node: string): Recording {
+    const partial = join(out, `db.${node}.partial`);
+    return {
+      cmd: T(node, "cp", "/var/lib/etcd/member/snap/db", partial),
+      stdout: fx("cp.txt"),
+      effect: () => {
+        mkdirSync(partial, { recursive: true });
+        writeFileSync(join(partial, "db"), `raw db of ${node}`);
+      },
+    };
+  },
+  /** etcdutl answering with the captured status of that node's copy. */
+  etcdutl(out: string, node: string, answer?: Partial<Recording>): Recording {
+    return {
+      cmd: `etcdutl snapshot status ${join(out, `db.${node}`, "db")} -w json`,
+      stdout: fx(`etcdutl-snapshot-status.${node}.json.txt`),
+      ...answer,
+    };
+  },
+  service(node: string, fixture: string): Recording {
+    return { cmd: T(node, "service", "etcd"), stdout: fxFor(fixture, node) };
+  },
+  refused(node: string): Recording {
+    return {
+      cmd: T(node, "service", "etcd"),
+      stderr: fxFor("service-etcd.connection-refused.direct.err.txt", node),
+      code: 1,
+    };
+  },
+  alarms(node: string, fixture: string): Recording {
+    return { cmd: T(node, "etcd", "alarm", "list"), stdout: fxFor(fixture, node) };
+  },
+  reset(node: string, answer?: Partial<Recording>): Recording {
+    return {
+      cmd: T(
+        node,
+        "reset",
+        "--system-labels-to-wipe",
+        "EPHEMERAL",
+        "--graceful=false",
+        "--reboot",
+        "--wait=false",
+      ),
+      stdout: fx("reset.nowait.txt"),
+      ...answer,
+    };
+  },
+  bootstrap(out: string, node: string, answer?: Partial<Recording>): Recording {
+    return {
+      cmd: T(
+        node,
+        "bootstrap",
+        `--recover-from=${join(out, `db.${node}`, "db")}`,
+        "--recover-skip-hash-check",
+      ),
+      stdout: fx("bootstrap.recover.txt"),
+      ...answer,
+    };
+  },
+  members(node: string, fixture: string): Recording {
+    return { cmd: T(node, "etcd", "members"), stdout: fx(fixture) };
+  },
+  reboot(node: string): Recording {
+    return { cmd: T(node, "reboot", "--wait=false"), stdout: fx("reboot.nowait.txt") };
+  },
+  addresses(node: string, holder: boolean): Recording {
+    return {
+      cmd: T(node, "get", "addresses"),
+      stdout: holder
+        ? fx("get-addresses.vip-holder.txt").replaceAll("192.168.53.11", node)
+        : fxFor("get-addresses.no-vip.txt", node),
+    };
+  },
+  kubectlAbsent(): Recording {
+    return {
+      cmd: "kubectl get nodes -o wide",
+      stderr: "bash: line 1: kubectl: command not found\n",
+      code: 127,
+    };
+  },
+};
+
+/** extract on every node. */
+export const extractRecs = (out: string, nodes = NODES) => nodes.map((n) => rec.cp(out, n));
+/** status on every copy. */
+export const statusRecs = (out: string, nodes = NODES) => nodes.map((n) => rec.etcdutl(out, n));
+/** The preflight's health question on a broken cluster: the CORRUPT alarm is listed. */
+export const brokenClusterRecs = (seed = SEED) => [
+  rec.alarms(seed, "etcd-alarm-list.corrupt.txt"),
+];
+/** Reset everywhere; each node goes down, then comes back Preparing. */
+export const wipeRecs = (nodes = NODES) => [
+  ...nodes.map((n) => rec.reset(n)),
+  ...nodes.flatMap((n) => [rec.refused(n), rec.service(n, "service-etcd.preparing.txt")]),
+];
+export const waitRecs = (seed = SEED) => [rec.service(seed, "service-etcd.preparing.txt")];
+/** Bootstrap refused once (not available yet), accepted, etcd Running. */
+export const bootstrapRecs = (out: string, seed = SEED) => [
+  rec.service(seed, "service-etcd.preparing.txt"),
+  rec.bootstrap(out, seed, {
+    stdout: "",
+    stderr: fxFor("bootstrap.not-available.err.txt", seed),
+    code: 1,
+  }),
+  rec.bootstrap(out, seed),
+  rec.service(seed, "service-etcd.running-ok.txt"),
+];
+/** The stale CORRUPT alarm listed, disarmed, gone. */
+export const disarmRecs = (seed = SEED) => [
+  rec.alarms(seed, "etcd-alarm-list.restored-stale.txt"),
+  { cmd: T(seed, "etcd", "alarm", "disarm"), stdout: fxFor("etcd-alarm-disarm.txt", seed) },
+  rec.alarms(seed, "etcd-alarm-list.empty.txt"),
+];
+/** Each other node: reboot, down, learner, healthy; the seed lists it as a voter. */
+export const rejoinRecs = (seed = SEED, nodes = NODES) =>
+  nodes.filter((n) => n !== seed).flatMap((n) => [
+    rec.reboot(n),
+    rec.refused(n),
+    rec.service(n, "service-etcd.running-learner.txt"),
+    rec.service(n, "service-etcd.running-ok.joined.txt"),
+    rec.members(seed, "etcd-members.txt"),
+  ]);
+/** Every check passes; kubectl is not installed. */
+export const verifyRecs = (seed = SEED, nodes = NODES, vipHolder = SEED) => [
+  rec.members(seed, "etcd-members.txt"),
+  rec.alarms(seed, "etcd-alarm-list.empty.txt"),
+  ...nodes.map((n) => rec.addresses(n, n === vipHolder)),
+  rec.kubectlAbsent(),
+  rec.kubectlAbsent(),
+];
