@@ -14,7 +14,7 @@ import type { Deps } from "../lib/deps.ts";
 import { planSeed, seedOf } from "../lib/inspect.ts";
 import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
 import { printPlan } from "../lib/confirm.ts";
-import { describe, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster.ts";
+import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster.ts";
 import { poll } from "../lib/poll.ts";
 import { shellLine, sub, talosArgv } from "../lib/talosctl.ts";
 import { StepError } from "../lib/errors.ts";
@@ -54,6 +54,12 @@ export async function waitPreparing(ctx: Ctx, seed: string): Promise<void> {
               "if it was already bootstrapped, go on with deno task disarm; otherwise run deno task wipe",
           },
         );
+      }
+      if (look.kind === "up" && look.info.state === "Failed") {
+        throw new StepError(`etcd on "${seed}" is Failed: ${lastEvent(look.info)}`, {
+          hint:
+            `a failed restore leaves files behind: reset the seed again (deno task wipe --nodes ${seed} --force --yes), then bootstrap`,
+        });
       }
       return { done: false, state: describe(look) };
     },

@@ -22,6 +22,9 @@ import type { Deps } from "../lib/deps.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
 import { readManifest } from "../lib/manifest.ts";
+import { describeProgress, type Progress, readProgress } from "../lib/resume.ts";
+import { RefusedError } from "../lib/errors.ts";
+import { describe, lookAtEtcd } from "../lib/cluster.ts";
 import { extract, extractPlan } from "./01_extract.ts";
 import { statusPlan } from "./02_status.ts";
 import { checkBeforeWipe, wipe, wipePlan } from "./03_wipe.ts";
@@ -38,12 +41,25 @@ export const task: TaskDef = {
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, recoverPlan(ctx));
     if (!ctx.deps.isTerminal) await confirm(ctx, "recover", () => recoverPlan(ctx)); // plan unless --yes
-    await recover(ctx);
+    try {
+      await recover(ctx);
+    } catch (error) {
+      // a re-run of recover resumes from the journal: that is the command to continue with,
+      // unless the step named a compound command (a failed restore needs a new wipe first)
+      if (ctx.continueWith && !ctx.continueWith.includes("&&")) {
+        ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
+      }
+      throw error;
+    }
   },
 };
 
 export async function recover(ctx: Ctx): Promise<void> {
   const { nodes, out } = ctx.opts;
+  const progress = readProgress(out);
+  if (!ctx.opts.force && (progress.done.has("wipe") || progress.done.has("bootstrap"))) {
+    return await resume(ctx, progress);
+  }
   await step(
     ctx,
     "extract",
@@ -73,6 +89,11 @@ export async function recover(ctx: Ctx): Promise<void> {
   );
   ctx.opts.yes = true; // asked once for the whole run
   await step(ctx, "wipe", `Wiping ${nodes.length} nodes at once`, () => wipe(ctx));
+  await fromBootstrap(ctx, seed, file);
+}
+
+/** Steps 4-8 (wait, bootstrap, disarm, rejoin, verify). */
+async function fromBootstrap(ctx: Ctx, seed: string, file: string): Promise<void> {
   await step(
     ctx,
     "wait",
@@ -85,12 +106,77 @@ export async function recover(ctx: Ctx): Promise<void> {
     `Restoring etcd on ${seed} from ${file}`,
     () => bootstrap(ctx, seed, file),
   );
+  await fromDisarm(ctx, seed);
+}
+
+/** Steps 6-8 (disarm, rejoin, verify): each re-checks the live state and is safe to repeat. */
+async function fromDisarm(ctx: Ctx, seed: string): Promise<void> {
   await step(ctx, "disarm", `Clearing alarms on ${seed}`, () => disarm(ctx, seed));
   await rejoin(ctx, seed);
   ctx.continueWith = taskCommand("verify", ctx.opts);
   await step(ctx, "verify", "Verifying the control plane", () => verify(ctx, seed));
   ctx.continueWith = undefined;
-  ctx.log.ok(`recovered: etcd restored from ${seed} and running on ${nodes.join(", ")}`);
+  ctx.log.ok(`recovered: etcd restored from ${seed} and running on ${ctx.opts.nodes.join(", ")}`);
+}
+
+/**
+ * A re-run after wipe or bootstrap succeeded: never wipe or bootstrap again. Checks the seed's
+ * etcd first and says what it found; a live state that contradicts the journal is refused.
+ */
+async function resume(ctx: Ctx, progress: Progress): Promise<void> {
+  const seed = progress.seed ?? ctx.opts.seed;
+  const found = describeProgress(progress, ["wipe", "bootstrap", "disarm"]);
+  const startOver = "to start over (wiping again), pass --force or use a new --out";
+  if (!seed) {
+    throw new RefusedError(`${ctx.opts.out}/journal.jsonl records ${found} but no seed`, {
+      hint: startOver,
+    });
+  }
+  if (ctx.opts.seed && ctx.opts.seed !== seed) {
+    throw new RefusedError(
+      `--seed ${ctx.opts.seed} differs from the seed of the earlier run, ${seed} (${found})`,
+      {
+        hint: `resume with --seed ${seed}; ${startOver}`,
+      },
+    );
+  }
+  ctx.opts.seed = seed;
+  ctx.log.step(`Resuming from ${ctx.opts.out}/journal.jsonl: ${found}`);
+  const look = await lookAtEtcd(ctx, seed, "resume");
+  ctx.log.info(`live: etcd on ${seed} is ${describe(look)}`);
+  const running = look.kind === "up" && look.info.state === "Running";
+  const bootstrapped = progress.done.has("bootstrap");
+  if (bootstrapped && !running) {
+    throw new RefusedError(
+      `The journal says ${seed} was bootstrapped, but its etcd is ${describe(look)}`,
+      {
+        hint: `wait and run again if it is restarting; ${startOver}`,
+      },
+    );
+  }
+  if (!bootstrapped && running) {
+    throw new RefusedError(
+      `The journal says every node was wiped and ${seed} not yet bootstrapped, but its etcd is Running`,
+      {
+        hint: `if the bootstrap went through, continue with ${
+          taskCommand("disarm", ctx.opts, ["--yes"])
+        }; ${startOver}`,
+      },
+    );
+  }
+  ctx.clusterState = bootstrapped
+    ? `etcd runs on ${seed}, restored earlier; resuming with disarm, rejoin, verify`
+    : `every node was wiped earlier; resuming with the bootstrap of ${seed}`;
+  ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
+  const file = await verifiedSeedCopy(ctx, seed);
+  await confirm(
+    ctx,
+    `continue the recovery from ${bootstrapped ? "disarm" : "bootstrap"} (seed ${seed})`,
+    () => recoverPlan(ctx),
+  );
+  ctx.opts.yes = true;
+  if (bootstrapped) await fromDisarm(ctx, seed);
+  else await fromBootstrap(ctx, seed, file);
 }
 
 /** The whole procedure as one bash script. */

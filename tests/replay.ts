@@ -119,6 +119,8 @@ export interface FakeWorld {
   stderr(): string;
   /** Virtual milliseconds slept. */
   slept(): number;
+  /** Ctrl-C: aborts the world's signal. */
+  interrupt(): void;
 }
 
 /**
@@ -135,6 +137,7 @@ export function fakeWorld(
   let clock = Date.parse("2026-11-24T10:00:00Z");
   let slept = 0;
   const answers = [...(options.answers ?? [])];
+  const interrupts = new AbortController();
   const deps: Deps = {
     $: replay.$,
     env: { TALOSCTL: "talosctl", ...options.env },
@@ -152,7 +155,7 @@ export function fakeWorld(
       slept += ms;
       return Promise.resolve();
     },
-    signal: new AbortController().signal,
+    signal: interrupts.signal,
   };
   return {
     deps,
@@ -162,5 +165,6 @@ export function fakeWorld(
     stdout: () => out.join(""),
     stderr: () => err.join(""),
     slept: () => slept,
+    interrupt: () => interrupts.abort(new Error("SIGINT")),
   };
 }

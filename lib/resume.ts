@@ -1,0 +1,28 @@
+/**
+ * Resume: what an earlier run with the same OUT already did, read from OUT/journal.jsonl, so
+ * a re-run never repeats a destructive step that succeeded.
+ */
+
+import { Journal } from "./journal.ts";
+
+export interface Progress {
+  /** The seed recorded by the last run that chose one. */
+  seed?: string;
+  /** Step name → time it last succeeded. */
+  done: Map<string, string>;
+}
+
+export function readProgress(out: string): Progress {
+  const done = new Map<string, string>();
+  let seed: string | undefined;
+  for (const e of Journal.readAll(out)) {
+    if (e.type === "step" && e.event === "ok") done.set(e.step, e.ts);
+    if (e.type === "fact" && e.key === "seed" && typeof e.value === "string") seed = e.value;
+  }
+  return { seed, done };
+}
+
+/** `wipe done 10:02:11, bootstrap done 10:05:40` for the log. */
+export function describeProgress(p: Progress, steps: string[]): string {
+  return steps.filter((s) => p.done.has(s)).map((s) => `${s} done ${p.done.get(s)}`).join(", ");
+}
