@@ -30,6 +30,7 @@ import {
 import { poll } from "../lib/poll.ts";
 import { parallelPlan, shellLine, sub, talos, talosArgv } from "../lib/talosctl.ts";
 import { tail } from "../lib/parse.ts";
+import { preflight } from "../lib/preflight.ts";
 import { statusTable } from "./02_status.ts";
 
 export const task: TaskDef = {
@@ -38,9 +39,10 @@ export const task: TaskDef = {
   usage: "  deno task wipe --nodes A,B,C [--seed N] [--out DIR] [--yes] [--force] [--timeout 10m]",
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, wipePlan(ctx));
+    await step(ctx, "preflight", "Pre-flight checks", () => preflight(ctx, "preflight"));
     const seed = await step(
       ctx,
-      "preflight",
+      "safety",
       "Checking the copies before wiping",
       () => checkBeforeWipe(ctx),
     );
@@ -67,7 +69,7 @@ export async function checkBeforeWipe(ctx: Ctx): Promise<string> {
       insp.rows.find((r) => r.node === seed)?.status?.revision
     }`,
   );
-  const healthy = await healthyEvidence(ctx, seed, ctx.opts.nodes, "preflight");
+  const healthy = await healthyEvidence(ctx, seed, ctx.opts.nodes, "safety");
   if (healthy) {
     if (!ctx.opts.force) {
       throw new RefusedError(`Refusing to wipe a healthy cluster: ${healthy}`, {

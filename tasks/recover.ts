@@ -22,6 +22,7 @@ import type { Deps } from "../lib/deps.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
 import { readManifest } from "../lib/manifest.ts";
+import { preflight } from "../lib/preflight.ts";
 import { describeProgress, type Progress, readProgress } from "../lib/resume.ts";
 import { RefusedError } from "../lib/errors.ts";
 import { describe, lookAtEtcd } from "../lib/cluster.ts";
@@ -60,6 +61,7 @@ export async function recover(ctx: Ctx): Promise<void> {
   if (!ctx.opts.force && (progress.done.has("wipe") || progress.done.has("bootstrap"))) {
     return await resume(ctx, progress);
   }
+  await step(ctx, "preflight", "Pre-flight checks", () => preflight(ctx, "preflight"));
   await step(
     ctx,
     "extract",
@@ -76,7 +78,7 @@ export async function recover(ctx: Ctx): Promise<void> {
   );
   const seed = await step(
     ctx,
-    "preflight",
+    "safety",
     "Choosing the seed and checking the safety rules",
     () => checkBeforeWipe(ctx),
   );

@@ -9,6 +9,7 @@ import {
   disarmRecs,
   extractRecs,
   NODES_FLAG,
+  preflightRecs,
   rejoinRecs,
   SEED,
   statusRecs,
@@ -22,6 +23,7 @@ import {
 Deno.test("recover --yes goes from extraction to verification and exits 0", async () => {
   const out = tempOut();
   const w = fakeWorld([
+    ...preflightRecs(),
     ...extractRecs(out),
     ...statusRecs(out),
     ...brokenClusterRecs(),

@@ -9,6 +9,7 @@ import {
   disarmRecs,
   extractRecs,
   NODES_FLAG,
+  preflightRecs,
   rec,
   rejoinRecs,
   SEED,
@@ -26,6 +27,7 @@ Deno.test("Ctrl-C during recover ends the wait, exits 130, and says how to conti
   const out = tempOut();
   const boot = bootstrapRecs(out);
   const w = fakeWorld([
+    ...preflightRecs(),
     ...extractRecs(out),
     ...statusRecs(out),
     ...brokenClusterRecs(),
@@ -54,6 +56,7 @@ Deno.test("re-running recover after the wipe resumes at bootstrap and never wipe
   const boot = bootstrapRecs(out);
   // first run: interrupted while bootstrap is not available yet
   const firstWorld = fakeWorld([
+    ...preflightRecs(),
     ...extractRecs(out),
     ...statusRecs(out),
     ...brokenClusterRecs(),
@@ -84,6 +87,7 @@ Deno.test("re-running recover after the wipe resumes at bootstrap and never wipe
 Deno.test("re-running a finished recover reboots nothing and only verifies", async () => {
   const out = tempOut();
   const w = fakeWorld([
+    ...preflightRecs(),
     ...extractRecs(out),
     ...statusRecs(out),
     ...brokenClusterRecs(),
@@ -112,6 +116,7 @@ Deno.test("resume refuses when the live state contradicts the journal", async ()
   const out = tempOut();
   const boot = bootstrapRecs(out);
   const first = fakeWorld([
+    ...preflightRecs(),
     ...extractRecs(out),
     ...statusRecs(out),
     ...brokenClusterRecs(),

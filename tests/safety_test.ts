@@ -9,6 +9,7 @@ import {
   makeCopies,
   NODES,
   NODES_FLAG,
+  preflightRecs,
   rec,
   SEED,
   statusRecs,
@@ -20,7 +21,7 @@ import {
 const RESET = / reset /;
 
 function wipeWorld(_out: string, recordings: Recording[], answers?: string[]) {
-  return fakeWorld(recordings, answers ? { answers } : {});
+  return fakeWorld([...preflightRecs(), ...recordings], answers ? { answers } : {});
 }
 
 Deno.test("wipe refuses when the seed's copy no longer matches its sha256, even with --force", async () => {
@@ -187,6 +188,7 @@ Deno.test("recover refuses a healthy cluster before anything is reset, with exit
   const out = tempOut();
   makeCopies(out);
   const w = fakeWorld([
+    ...preflightRecs(),
     ...statusRecs(out),
     rec.alarms(SEED, "etcd-alarm-list.empty.txt"),
     rec.members(SEED, "etcd-members.txt"),
@@ -204,6 +206,7 @@ Deno.test("a failed wipe says what state the cluster is in and how to continue",
   const out = tempOut();
   makeCopies(out);
   const w = fakeWorld([
+    ...preflightRecs(),
     ...statusRecs(out),
     ...brokenClusterRecs(),
     rec.reset("192.168.53.10"),

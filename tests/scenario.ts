@@ -137,6 +137,12 @@ export const rec = {
   },
 };
 
+/** Pre-flight: every node answers `version` and runs etcd (Running on the broken cluster). */
+export const preflightRecs = (nodes = NODES) =>
+  nodes.flatMap((n) => [
+    { cmd: T(n, "version"), stdout: fxFor("version.txt", n) },
+    rec.service(n, "service-etcd.running-ok.txt"),
+  ]);
 /** extract on every node. */
 export const extractRecs = (out: string, nodes = NODES) => nodes.map((n) => rec.cp(out, n));
 /** status on every copy. */

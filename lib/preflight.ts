@@ -1,0 +1,115 @@
+/**
+ * Pre-flight, before anything changes: one line per finding. talosctl answers and its
+ * version; the talosconfig is readable and not Omni's; every node answers and runs etcd (a
+ * worker or an unknown address is refused); the node count and its quorum; free space in OUT.
+ */
+
+import { existsSync, readFileSync, statfsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { Ctx } from "./context.ts";
+import { RefusedError } from "./errors.ts";
+import { humanizeBytes } from "./humanize.ts";
+import { quorum } from "./nodes.ts";
+import { isUnreachable, tail } from "./parse.ts";
+import { sub, talos } from "./talosctl.ts";
+
+/** etcd's default space quota: a db larger than this is rare. */
+export const TYPICAL_MAX_DB_BYTES = 2 * 1024 ** 3;
+/** Below this much free space in OUT, extraction is refused. */
+export const MIN_FREE_BYTES = 256 * 1024 ** 2;
+
+/** Where talosctl would read its config, as talosctl looks it up. */
+export function talosconfigPath(ctx: Ctx): string | undefined {
+  const env = ctx.deps.env;
+  return ctx.opts.talosconfig ?? env.TALOSCONFIG ??
+    (env.TALOS_HOME ? join(env.TALOS_HOME, "config") : undefined) ??
+    (env.HOME ? join(env.HOME, ".talos", "config") : undefined);
+}
+
+/** Runs every check; logs each finding; throws one `RefusedError` listing every refusal. */
+export async function preflight(ctx: Ctx, step: string): Promise<void> {
+  const refusals: string[] = [];
+  const forcible: string[] = [];
+  const { nodes } = ctx.opts;
+
+  const config = talosconfigPath(ctx);
+  if (config && existsSync(config)) {
+    let text = "";
+    try {
+      text = readFileSync(config, "utf8");
+      ctx.log.ok(`talosconfig: ${config}`);
+    } catch (error) {
+      refusals.push(`talosconfig ${config} is not readable: ${(error as Error).message}`);
+    }
+    if (/siderov1|omni/i.test(text)) {
+      forcible.push(
+        `talosconfig ${config} is Omni's (siderov1 / omni endpoint): recover through Omni's etcd backups, not talosctl`,
+      );
+    }
+  } else if (ctx.opts.talosconfig) {
+    refusals.push(`--talosconfig ${ctx.opts.talosconfig} does not exist`);
+  } else {
+    ctx.log.warn(
+      `no talosconfig found${config ? ` at ${config}` : ""}: talosctl may not reach the nodes`,
+    );
+  }
+
+  const answers = await Promise.all(nodes.map(async (node) => {
+    const version = await talos(ctx, node, sub.version(), { step });
+    if (version.code !== 0) {
+      const why = isUnreachable(version.stderr) ? "does not answer" : "answers with an error";
+      return `"${node}" ${why}: ${tail(version.stderr, 1) || `exit ${version.code}`}`;
+    }
+    const tags = [...version.stdout.matchAll(/^\s*Tag:\s*(\S+)/gm)].map((m) => m[1]);
+    const service = await talos(ctx, node, sub.serviceEtcd(), { step });
+    if (/not registered/.test(service.stderr)) {
+      return `"${node}" runs no etcd: a worker, not a control-plane node`;
+    }
+    if (service.code !== 0) return `"${node}": ${tail(service.stderr, 1)}`;
+    const state = service.stdout.match(/^STATE\s+(\S+)/m)?.[1] ?? "?";
+    ctx.log.ok(
+      `${node}: control-plane node, Talos ${tags[1] ?? "?"} (talosctl ${
+        tags[0] ?? "?"
+      }), etcd ${state}`,
+    );
+    return undefined;
+  }));
+  refusals.push(...answers.filter((a): a is string => a !== undefined));
+
+  ctx.log.ok(`${nodes.length} nodes: quorum is ${quorum(nodes.length)}`);
+  const free = freeBytes(ctx.opts.out);
+  if (free !== undefined) {
+    if (free < MIN_FREE_BYTES) {
+      refusals.push(`only ${humanizeBytes(free)} free for ${ctx.opts.out}`);
+    } else if (free < nodes.length * TYPICAL_MAX_DB_BYTES) {
+      ctx.log.warn(
+        `${humanizeBytes(free)} free for ${ctx.opts.out}: enough only for dbs under ${
+          humanizeBytes(free / nodes.length)
+        } each`,
+      );
+    } else ctx.log.ok(`${humanizeBytes(free)} free for ${ctx.opts.out}`);
+  }
+
+  for (const r of refusals) ctx.log.error(r);
+  for (const f of forcible) (ctx.opts.force ? ctx.log.warn : ctx.log.error).call(ctx.log, f);
+  if (refusals.length > 0 || (forcible.length > 0 && !ctx.opts.force)) {
+    const all = [...refusals, ...(ctx.opts.force ? [] : forcible)];
+    throw new RefusedError(`Pre-flight refused: ${all.join("; ")}`, {
+      hint: refusals.length > 0
+        ? "check --nodes (control-plane addresses only) and the talosconfig"
+        : "pass --force if this cluster is not managed by Omni",
+    });
+  }
+}
+
+/** Free bytes in the filesystem that holds (or will hold) `dir`. */
+function freeBytes(dir: string): number | undefined {
+  let probe = dir;
+  while (!existsSync(probe) && dirname(probe) !== probe) probe = dirname(probe);
+  try {
+    const s = statfsSync(probe);
+    return Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { main as recover } from "../tasks/recover.ts";
+import { fakeWorld, fx } from "./replay.ts";
+import { fxFor, NODES, NODES_FLAG, preflightRecs, T, tempOut } from "./scenario.ts";
+
+const WORKER = "192.168.53.21";
+
+Deno.test("pre-flight refuses a worker address before anything is copied or changed", async () => {
+  const out = tempOut();
+  const nodes = [...NODES.slice(0, 2), WORKER];
+  const w = fakeWorld([
+    ...preflightRecs(NODES.slice(0, 2)),
+    { cmd: T(WORKER, "version"), stdout: fxFor("version.txt", WORKER) },
+    {
+      cmd: T(WORKER, "service", "etcd"),
+      stderr: fx("service-etcd.not-registered.err.txt"),
+      code: 1,
+    },
+  ]);
+  const code = await recover(["--nodes", nodes.join(","), "--out", out, "--yes"], w.deps);
+  assert.equal(code, 2);
+  w.replay.assertDone();
+  assert.match(w.stderr(), /"192\.168\.53\.21" runs no etcd: a worker, not a control-plane node/);
+  assert.deepEqual(w.replay.callsMatching(/ cp | reset /), []);
+});
+
+Deno.test("pre-flight refuses a node that does not answer, naming it", async () => {
+  const out = tempOut();
+  const down = NODES[2];
+  const w = fakeWorld([
+    ...preflightRecs(NODES.slice(0, 2)),
+    {
+      cmd: T(down, "version"),
+      stderr: fxFor("service-etcd.connection-refused.direct.err.txt", down).replace(
+        "error listing services",
+        "error getting version",
+      ),
+      code: 1,
+    },
+  ]);
+  const code = await recover([...NODES_FLAG, "--out", out, "--yes"], w.deps);
+  assert.equal(code, 2);
+  w.replay.assertDone();
+  assert.match(w.stderr(), /"192\.168\.53\.12" does not answer: .*connection refused/);
+});
+
+Deno.test("pre-flight refuses an Omni talosconfig unless --force, one line per finding", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ter-tc-"));
+  const config = join(dir, "talosconfig");
+  writeFileSync(
+    config,
+    "context: omni\ncontexts:\n  omni:\n    endpoints:\n      - https://acme.omni.siderolabs.io\n    auth:\n      siderov1:\n        identity: sre@example.com\n",
+  );
+  const out = tempOut();
+  const w = fakeWorld(preflightWith(config));
+  const code = await recover(
+    [...NODES_FLAG, "--out", out, "--talosconfig", config, "--yes"],
+    w.deps,
+  );
+  assert.equal(code, 2);
+  assert.match(w.stderr(), /is Omni's \(siderov1 \/ omni endpoint\): recover through Omni/);
+  assert.match(w.stderr(), /ok: 192\.168\.53\.10: control-plane node, Talos v1\.13\.9/);
+  assert.match(w.stderr(), /ok: 3 nodes: quorum is 2/);
+  assert.deepEqual(w.replay.callsMatching(/ cp /), []);
+  // every talosctl call carries the talosconfig
+  assert.ok(w.replay.calls.every((c) => c.startsWith(`talosctl --talosconfig ${config} -e `)));
+});
+
+Deno.test("pre-flight refuses a --talosconfig that does not exist", async () => {
+  const out = tempOut();
+  const w = fakeWorld(preflightWith("/nonexistent/tc"));
+  const code = await recover(
+    [...NODES_FLAG, "--out", out, "--talosconfig", "/nonexistent/tc", "--yes"],
+    w.deps,
+  );
+  assert.equal(code, 2);
+  assert.match(w.stderr(), /--talosconfig \/nonexistent\/tc does not exist/);
+});
+
+function preflightWith(config: string) {
+  return NODES.flatMap((n) => [
+    {
+      cmd: `talosctl --talosconfig ${config} -e ${n} -n ${n} version`,
+      stdout: fxFor("version.txt", n),
+    },
+    {
+      cmd: `talosctl --talosconfig ${config} -e ${n} -n ${n} service etcd`,
+      stdout: fxFor("service-etcd.running-ok.txt", n),
+    },
+  ]);
+}
