@@ -83,7 +83,7 @@ export function parseDuration(raw: string, flag = "--timeout"): number {
     total += n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as "ms" | "s" | "m" | "h"];
     pos = re.lastIndex;
   }
-  if (raw === "" || pos !== raw.length || total <= 0) {
+  if (raw === "" || pos !== raw.length || Math.round(total) <= 0) {
     throw new UsageError(
       `Invalid ${flag} value "${raw}": use a duration like 90s, 10m or 1m30s`,
     );

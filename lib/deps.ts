@@ -24,6 +24,8 @@ export interface Deps {
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** Aborted by Ctrl-C / SIGTERM. */
   signal: AbortSignal;
+  /** Caps every call's deadline (tests make "hangs" end in milliseconds). */
+  callDeadlineCapMs?: number;
 }
 
 const encoder = new TextEncoder();

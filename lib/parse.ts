@@ -9,6 +9,29 @@
  * ```
  */
 
+import { StepError } from "./errors.ts";
+
+/** talosctl printed something this tool cannot read: never guessed around. */
+export class OutputFormatError extends StepError {}
+
+/**
+ * Checks that non-empty `text` starts with a header holding every name in `headers`;
+ * throws `OutputFormatError` quoting the first line otherwise.
+ */
+export function requireHeader(text: string, headers: string[], what: string): void {
+  if (text.trim() === "") return;
+  const first = text.split("\n").find((l) => l.trim() !== "") ?? "";
+  const names = first.split(/\s{2,}/).map((h) => h.trim());
+  const missing = headers.filter((h) => !names.includes(h));
+  if (missing.length > 0) {
+    throw new OutputFormatError(
+      `Unreadable output of ${what}: expected a table with ${headers.join(", ")}, got "${
+        first.slice(0, 80)
+      }"`,
+    );
+  }
+}
+
 /** One row of a talosctl table, keyed by the header text (`"PEER URLS"`). */
 export type Row = Record<string, string>;
 
@@ -120,6 +143,7 @@ export interface Alarm {
 }
 
 export function parseAlarms(text: string): Alarm[] {
+  requireHeader(text, ["MEMBER", "ALARM"], "etcd alarm list");
   return parseTable(text).map((r) => ({ node: r.NODE, member: r.MEMBER, alarm: r.ALARM }));
 }
 
@@ -132,6 +156,7 @@ export interface Member {
 }
 
 export function parseMembers(text: string): Member[] {
+  requireHeader(text, ["ID", "PEER URLS", "LEARNER"], "etcd members");
   return parseTable(text).map((r) => ({
     id: r.ID,
     hostname: r.HOSTNAME,
@@ -157,6 +182,7 @@ export function memberForNode(members: Member[], node: string): Member | undefin
 
 /** ADDRESS cells of `get addresses` (`192.168.53.2/32`). */
 export function parseAddresses(text: string): string[] {
+  requireHeader(text, ["ADDRESS"], "get addresses");
   return parseTable(text).map((r) => r.ADDRESS).filter(Boolean);
 }
 

@@ -71,9 +71,9 @@ export async function poll<T>(ctx: Ctx, o: PollOptions<T>): Promise<T> {
     }
     if (elapsed + o.intervalMs > o.timeoutMs) {
       throw new DeadlineError(
-        `Timed out after ${formatMs(elapsed)} waiting for ${o.what} (checked every ${
+        `Timed out waiting for ${o.what}: deadline ${formatMs(o.timeoutMs)} (checked every ${
           formatMs(o.intervalMs)
-        }, ${attempts} times; last state: ${lastState})`,
+        }, ${attempts} times over ${formatMs(elapsed)}; last state: ${lastState})`,
       );
     }
     await pause(ctx, o.intervalMs);

@@ -10,7 +10,7 @@ import type { Ctx } from "./context.ts";
 import { RefusedError } from "./errors.ts";
 import { humanizeBytes } from "./humanize.ts";
 import { quorum } from "./nodes.ts";
-import { isUnreachable, tail } from "./parse.ts";
+import { isUnreachable, parseServiceInfo, tail } from "./parse.ts";
 import { sub, talos } from "./talosctl.ts";
 
 /** etcd's default space quota: a db larger than this is rare. */
@@ -61,12 +61,16 @@ export async function preflight(ctx: Ctx, step: string): Promise<void> {
       return `"${node}" ${why}: ${tail(version.stderr, 1) || `exit ${version.code}`}`;
     }
     const tags = [...version.stdout.matchAll(/^\s*Tag:\s*(\S+)/gm)].map((m) => m[1]);
+    if (tags.length < 2) {
+      return `"${node}": unreadable talosctl version output: ${tail(version.stdout, 1)}`;
+    }
     const service = await talos(ctx, node, sub.serviceEtcd(), { step });
     if (/not registered/.test(service.stderr)) {
       return `"${node}" runs no etcd: a worker, not a control-plane node`;
     }
     if (service.code !== 0) return `"${node}": ${tail(service.stderr, 1)}`;
-    const state = service.stdout.match(/^STATE\s+(\S+)/m)?.[1] ?? "?";
+    const state = parseServiceInfo(service.stdout).find((b) => b.id === "etcd")?.state;
+    if (!state) return `"${node}": unreadable service etcd output: ${tail(service.stdout, 1)}`;
     ctx.log.ok(
       `${node}: control-plane node, Talos ${tags[1] ?? "?"} (talosctl ${
         tags[0] ?? "?"

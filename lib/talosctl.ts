@@ -89,7 +89,10 @@ export async function runCommand(
 ): Promise<RunResult> {
   const line = shellLine(argv);
   if (options.mutating || options.echo) ctx.log.command(line);
-  const timeoutMs = options.timeoutMs ?? CALL_TIMEOUT_MS;
+  const timeoutMs = Math.min(
+    options.timeoutMs ?? CALL_TIMEOUT_MS,
+    ctx.deps.callDeadlineCapMs ?? Infinity,
+  );
   const deadline = AbortSignal.timeout(timeoutMs);
   const signal = AbortSignal.any([ctx.deps.signal, deadline]);
   const started = ctx.deps.now();

@@ -100,7 +100,7 @@ async function extractOne(ctx: Ctx, manifest: Manifest, node: string): Promise<v
   if (manifest.copies[node]) {
     const check = await verifyCopy(out, manifest, node);
     if (check.ok) return ctx.log.ok(`${node}: already copied (${file}, sha256 matches)`);
-    delete manifest.copies[node];
+    // the manifest keeps the original record, so this copy can never pass as intact
     manifest.failures[node] = `earlier copy ${file} changed since extraction (${check.reason})`;
     ctx.log.error(`${node}: ${manifest.failures[node]}; not overwriting it`);
     return;

@@ -100,8 +100,10 @@ export async function wipe(ctx: Ctx): Promise<void> {
     } (still holding the old etcd)`;
     throw new StepError(
       `Reset failed on ${
-        failed.map((n, i) =>
-          `"${n}": ${tail(results[nodes.indexOf(n)].stderr, 1) || `exit ${results[i].code}`}`
+        failed.map((n) =>
+          `"${n}": ${
+            tail(results[nodes.indexOf(n)].stderr, 1) || `exit ${results[nodes.indexOf(n)].code}`
+          }`
         ).join("; ")
       }`,
       {
