@@ -70,8 +70,10 @@ export const rec = {
   etcdutl(out: string, node: string, answer?: Partial<Recording>): Recording {
     return {
       cmd: `etcdutl snapshot status ${join(out, `db.${node}`, "db")} -w json`,
-      stdout: fx(`etcdutl-snapshot-status.${node}.json.txt`),
       ...answer,
+      stdout: answer && "stdout" in answer
+        ? answer.stdout
+        : fx(`etcdutl-snapshot-status.${node}.json.txt`),
     };
   },
   service(node: string, fixture: string): Recording {
