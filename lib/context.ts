@@ -18,6 +18,8 @@ export interface Ctx {
   clusterState: string;
   /** The command that continues the procedure from where it stopped. */
   continueWith?: string;
+  /** Labels to wipe per node (default EPHEMERAL); pre-flight adds ETCD for a dedicated partition. */
+  wipeLabels: Map<string, string[]>;
   /** Steps run in this process, for the report. */
   steps: { step: string; title: string; outcome: string; startedAt: number; durationMs: number }[];
 }
@@ -33,6 +35,7 @@ export function createCtx(task: string, opts: Options, deps: Deps): Ctx {
     }),
     journal: new Journal(opts.out, task, { enabled: !opts.dryRun, now: deps.now }),
     clusterState: "unchanged: nothing has been sent to the nodes that changes them",
+    wipeLabels: new Map(),
     steps: [],
   };
 }

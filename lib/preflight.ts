@@ -10,7 +10,7 @@ import type { Ctx } from "./context.ts";
 import { RefusedError } from "./errors.ts";
 import { humanizeBytes } from "./humanize.ts";
 import { quorum } from "./nodes.ts";
-import { isUnreachable, parseServiceInfo, tail } from "./parse.ts";
+import { isUnreachable, parseServiceInfo, parseTable, tail } from "./parse.ts";
 import { sub, talos } from "./talosctl.ts";
 
 /** etcd's default space quota: a db larger than this is rare. */
@@ -76,6 +76,7 @@ export async function preflight(ctx: Ctx, step: string): Promise<void> {
         tags[0] ?? "?"
       }), etcd ${state}`,
     );
+    await detectEtcdVolume(ctx, node, step);
     return undefined;
   }));
   refusals.push(...answers.filter((a): a is string => a !== undefined));
@@ -115,5 +116,29 @@ function freeBytes(dir: string): number | undefined {
     return Number(s.bavail) * Number(s.bsize);
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * A dedicated ETCD partition is not wiped with EPHEMERAL: such nodes get
+ * `--system-labels-to-wipe ETCD` too (recorded in `ctx.wipeLabels`). Unknown (older Talos,
+ * or an error) means EPHEMERAL only, said so.
+ */
+async function detectEtcdVolume(ctx: Ctx, node: string, step: string): Promise<void> {
+  const r = await talos(ctx, node, sub.etcdVolume(), { step });
+  const type = r.code === 0
+    ? parseTable(r.stdout).find((row) => row.ID === "ETCD")?.TYPE // the second TYPE column
+    : undefined;
+  if (type === "partition") {
+    ctx.wipeLabels.set(node, ["EPHEMERAL", "ETCD"]);
+    ctx.log.ok(
+      `${node}: etcd has a dedicated ETCD partition: the wipe adds --system-labels-to-wipe ETCD`,
+    );
+  } else if (type === undefined) {
+    ctx.log.info(
+      `${node}: ETCD volume status unknown (${
+        tail(r.stderr || r.stdout, 1) || "no row"
+      }); wiping EPHEMERAL, which holds /var/lib/etcd unless ETCD is its own partition`,
+    );
   }
 }

@@ -37,6 +37,7 @@ export const sub = {
   reboot: () => ["reboot", "--wait=false"],
   addresses: () => ["get", "addresses"],
   version: () => ["version"],
+  etcdVolume: () => ["get", "volumestatus", "ETCD"],
 };
 
 export interface RunResult {

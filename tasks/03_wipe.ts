@@ -90,7 +90,9 @@ export async function wipe(ctx: Ctx): Promise<void> {
   }: etcd is being destroyed; the copies in ${ctx.opts.out} are the only data`;
   ctx.continueWith = taskCommand("wipe", ctx.opts, ["--yes"]);
   const results = await Promise.all(
-    nodes.map((n) => talos(ctx, n, sub.reset(), { step: "wipe", mutating: true })),
+    nodes.map((n) =>
+      talos(ctx, n, sub.reset(ctx.wipeLabels.get(n)), { step: "wipe", mutating: true })
+    ),
   );
   const failed = nodes.filter((_, i) => results[i].code !== 0);
   if (failed.length > 0) {
@@ -144,6 +146,7 @@ async function awaitWiped(ctx: Ctx, node: string, sentAt: number): Promise<void>
 export function wipePlan(ctx: Ctx): string[] {
   return [
     "# Step 3: wipe every node at once (DESTROYS etcd; the copies are the only data now)",
+    "# (a node with a dedicated ETCD partition needs --system-labels-to-wipe ETCD as well)",
     ...parallelPlan(ctx.opts.nodes.map((n) => shellLine(talosArgv(ctx, n, sub.reset())))),
     "# then, for each node, until it came back with an empty etcd:",
     ...ctx.opts.nodes.map((n) =>

@@ -4,7 +4,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { main as recover } from "../tasks/recover.ts";
 import { fakeWorld, fx } from "./replay.ts";
-import { fxFor, NODES, NODES_FLAG, preflightRecs, T, tempOut } from "./scenario.ts";
+import {
+  brokenClusterRecs,
+  fxFor,
+  makeCopies,
+  NODES,
+  NODES_FLAG,
+  preflightRecs,
+  rec,
+  statusRecs,
+  T,
+  tempOut,
+} from "./scenario.ts";
+import { main as wipe } from "../tasks/03_wipe.ts";
 
 const WORKER = "192.168.53.21";
 
@@ -92,3 +104,38 @@ function preflightWith(config: string) {
     },
   ]);
 }
+
+Deno.test("a node with a dedicated ETCD partition is wiped with --system-labels-to-wipe ETCD too", async () => {
+  const out = tempOut();
+  makeCopies(out);
+  const dedicated = "192.168.53.12";
+  const w = fakeWorld([
+    ...preflightRecs().map((r) =>
+      r.cmd === T(dedicated, "get", "volumestatus", "ETCD")
+        ? rec.etcdVolume(dedicated, "partition")
+        : r
+    ),
+    ...statusRecs(out),
+    ...brokenClusterRecs(),
+    rec.reset("192.168.53.10"),
+    rec.reset("192.168.53.11"),
+    {
+      cmd: T(
+        dedicated,
+        "reset",
+        "--system-labels-to-wipe",
+        "EPHEMERAL",
+        "--system-labels-to-wipe",
+        "ETCD",
+        "--graceful=false",
+        "--reboot",
+        "--wait=false",
+      ),
+    },
+    ...NODES.flatMap((n) => [rec.refused(n), rec.service(n, "service-etcd.preparing.txt")]),
+  ]);
+  const code = await wipe([...NODES_FLAG, "--out", out, "--yes"], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  assert.match(w.stderr(), /192\.168\.53\.12: etcd has a dedicated ETCD partition/);
+});

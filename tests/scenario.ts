@@ -5,7 +5,7 @@
  * output of fixtures/talosctl/.
  */
 
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
@@ -130,6 +130,16 @@ export const rec = {
         : fxFor("get-addresses.no-vip.txt", node),
     };
   },
+  /** `get volumestatus ETCD`: a directory under EPHEMERAL, or a dedicated partition. */
+  etcdVolume(node: string, type: "directory" | "partition"): Recording {
+    return {
+      cmd: T(node, "get", "volumestatus", "ETCD"),
+      stdout: readFileSync(
+        new URL(`../fixtures/talosctl-extra/volumestatus-etcd.${type}.txt`, import.meta.url),
+        "utf8",
+      ).replaceAll("192.168.53.11", node),
+    };
+  },
   kubectlAbsent(): Recording {
     return {
       cmd: "kubectl get nodes -o wide",
@@ -144,6 +154,7 @@ export const preflightRecs = (nodes = NODES) =>
   nodes.flatMap((n) => [
     { cmd: T(n, "version"), stdout: fxFor("version.txt", n) },
     rec.service(n, "service-etcd.running-ok.txt"),
+    rec.etcdVolume(n, "directory"),
   ]);
 /** extract on every node. */
 export const extractRecs = (out: string, nodes = NODES) => nodes.map((n) => rec.cp(out, n));
