@@ -10,37 +10,12 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { main as recover } from "../tasks/recover.ts";
 import { fakeWorld, type Recording } from "./replay.ts";
-import {
-  bootstrapRecs,
-  brokenClusterRecs,
-  disarmRecs,
-  extractRecs,
-  NODES_FLAG,
-  preflightRecs,
-  rejoinRecs,
-  statusRecs,
-  tempOut,
-  verifyRecs,
-  VIP,
-  waitRecs,
-  wipeRecs,
-} from "./scenario.ts";
+import { fullRecoveryRecs, NODES_FLAG, tempOut, VIP } from "./scenario.ts";
 
 const MUTATING = / reset | bootstrap | alarm disarm| reboot /;
 
 function happyPath(out: string): Recording[] {
-  return [
-    ...preflightRecs(),
-    ...extractRecs(out),
-    ...statusRecs(out),
-    ...brokenClusterRecs(),
-    ...wipeRecs(),
-    ...waitRecs(),
-    ...bootstrapRecs(out),
-    ...disarmRecs(),
-    ...rejoinRecs(),
-    ...verifyRecs(),
-  ];
+  return fullRecoveryRecs(out);
 }
 
 type Fault = "error" | "hang" | "garbage";

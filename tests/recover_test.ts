@@ -3,37 +3,11 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { main } from "../tasks/recover.ts";
 import { fakeWorld } from "./replay.ts";
-import {
-  bootstrapRecs,
-  brokenClusterRecs,
-  disarmRecs,
-  extractRecs,
-  NODES_FLAG,
-  preflightRecs,
-  rejoinRecs,
-  SEED,
-  statusRecs,
-  tempOut,
-  verifyRecs,
-  VIP,
-  waitRecs,
-  wipeRecs,
-} from "./scenario.ts";
+import { fullRecoveryRecs, NODES_FLAG, SEED, tempOut, VIP } from "./scenario.ts";
 
 Deno.test("recover --yes goes from extraction to verification and exits 0", async () => {
   const out = tempOut();
-  const w = fakeWorld([
-    ...preflightRecs(),
-    ...extractRecs(out),
-    ...statusRecs(out),
-    ...brokenClusterRecs(),
-    ...wipeRecs(),
-    ...waitRecs(),
-    ...bootstrapRecs(out),
-    ...disarmRecs(),
-    ...rejoinRecs(),
-    ...verifyRecs(),
-  ]);
+  const w = fakeWorld(fullRecoveryRecs(out));
   const code = await main([...NODES_FLAG, "--vip", VIP, "--out", out, "--yes"], w.deps);
   assert.equal(code, 0, w.stderr());
   w.replay.assertDone();

@@ -2,44 +2,34 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { main as recover } from "../tasks/recover.ts";
-import { fakeWorld } from "./replay.ts";
+import { type FakeWorld, fakeWorld } from "./replay.ts";
 import {
   bootstrapRecs,
-  brokenClusterRecs,
   disarmRecs,
-  extractRecs,
+  fullRecoveryRecs,
+  interruptedAtBootstrap,
   NODES_FLAG,
-  preflightRecs,
   rec,
   rejoinRecs,
   SEED,
-  statusRecs,
   tempOut,
   verifyRecs,
   VIP,
   waitRecs,
-  wipeRecs,
 } from "./scenario.ts";
 
 const ARGS = (out: string) => [...NODES_FLAG, "--vip", VIP, "--out", out, "--yes"];
 
+/** A first run that the operator interrupts while bootstrap is "not available yet". */
+async function interruptedRun(out: string): Promise<FakeWorld> {
+  const world: FakeWorld = fakeWorld(interruptedAtBootstrap(out, () => world.interrupt()));
+  assert.equal(await recover(ARGS(out), world.deps), 130, world.stderr());
+  return world;
+}
+
 Deno.test("Ctrl-C during recover ends the wait, exits 130, and says how to continue", async () => {
   const out = tempOut();
-  const boot = bootstrapRecs(out);
-  const w = fakeWorld([
-    ...preflightRecs(),
-    ...extractRecs(out),
-    ...statusRecs(out),
-    ...brokenClusterRecs(),
-    ...wipeRecs(),
-    ...waitRecs(),
-    ...boot.slice(0, 2),
-  ]);
-  // the operator presses Ctrl-C while bootstrap is refused ("not available yet")
-  const refused = boot[1];
-  refused.effect = () => w.interrupt();
-  const code = await recover(ARGS(out), w.deps);
-  assert.equal(code, 130, w.stderr());
+  const w = await interruptedRun(out);
   w.replay.assertDone();
   assert.match(w.stderr(), /cluster state: every node wiped/);
   assert.match(
@@ -53,21 +43,7 @@ Deno.test("Ctrl-C during recover ends the wait, exits 130, and says how to conti
 
 Deno.test("re-running recover after the wipe resumes at bootstrap and never wipes again", async () => {
   const out = tempOut();
-  const boot = bootstrapRecs(out);
-  // first run: interrupted while bootstrap is not available yet
-  const firstWorld = fakeWorld([
-    ...preflightRecs(),
-    ...extractRecs(out),
-    ...statusRecs(out),
-    ...brokenClusterRecs(),
-    ...wipeRecs(),
-    ...waitRecs(),
-    boot[0],
-    boot[1],
-  ]);
-  boot[1].effect = () => firstWorld.interrupt();
-  assert.equal(await recover(ARGS(out), firstWorld.deps), 130);
-
+  await interruptedRun(out);
   const second = fakeWorld([
     rec.service(SEED, "service-etcd.preparing.txt"), // resume looks at the seed
     ...waitRecs(),
@@ -86,18 +62,7 @@ Deno.test("re-running recover after the wipe resumes at bootstrap and never wipe
 
 Deno.test("re-running a finished recover reboots nothing and only verifies", async () => {
   const out = tempOut();
-  const w = fakeWorld([
-    ...preflightRecs(),
-    ...extractRecs(out),
-    ...statusRecs(out),
-    ...brokenClusterRecs(),
-    ...wipeRecs(),
-    ...waitRecs(),
-    ...bootstrapRecs(out),
-    ...disarmRecs(),
-    ...rejoinRecs(),
-    ...verifyRecs(),
-  ]);
+  const w = fakeWorld(fullRecoveryRecs(out));
   assert.equal(await recover(ARGS(out), w.deps), 0, w.stderr());
 
   const again = fakeWorld([
@@ -114,20 +79,7 @@ Deno.test("re-running a finished recover reboots nothing and only verifies", asy
 
 Deno.test("resume refuses when the live state contradicts the journal", async () => {
   const out = tempOut();
-  const boot = bootstrapRecs(out);
-  const first = fakeWorld([
-    ...preflightRecs(),
-    ...extractRecs(out),
-    ...statusRecs(out),
-    ...brokenClusterRecs(),
-    ...wipeRecs(),
-    ...waitRecs(),
-    boot[0],
-    boot[1],
-  ]);
-  boot[1].effect = () => first.interrupt();
-  assert.equal(await recover(ARGS(out), first.deps), 130);
-
+  await interruptedRun(out);
   const w = fakeWorld([rec.service(SEED, "service-etcd.running-ok.txt")]);
   const code = await recover(ARGS(out), w.deps);
   assert.equal(code, 2);

@@ -204,3 +204,31 @@ export const verifyRecs = (seed = SEED, nodes = NODES, vipHolder = SEED) => [
   rec.kubectlAbsent(),
   rec.kubectlAbsent(),
 ];
+/** A whole recovery of the example cluster, from pre-flight to verify. */
+export const fullRecoveryRecs = (out: string) => [
+  ...preflightRecs(),
+  ...extractRecs(out),
+  ...statusRecs(out),
+  ...brokenClusterRecs(),
+  ...wipeRecs(),
+  ...waitRecs(),
+  ...bootstrapRecs(out),
+  ...disarmRecs(),
+  ...rejoinRecs(),
+  ...verifyRecs(),
+];
+/** A recovery interrupted (Ctrl-C) while bootstrap answers "not available yet". */
+export const interruptedAtBootstrap = (out: string, interrupt: () => void) => {
+  const boot = bootstrapRecs(out);
+  boot[1].effect = interrupt;
+  return [
+    ...preflightRecs(),
+    ...extractRecs(out),
+    ...statusRecs(out),
+    ...brokenClusterRecs(),
+    ...wipeRecs(),
+    ...waitRecs(),
+    boot[0],
+    boot[1],
+  ];
+};
