@@ -98,7 +98,14 @@ export async function runCommand(
   const signal = AbortSignal.any([ctx.deps.signal, deadline]);
   const started = ctx.deps.now();
   const env = options.env ? { ...ctx.deps.env, ...options.env } : undefined;
-  const out = await ctx.deps.$({ signal, nothrow: true, quiet: true, env })`${argv}`;
+  // detached: on a deadline or Ctrl-C the whole process group is ended, wrappers included
+  const out = await ctx.deps.$({
+    signal,
+    nothrow: true,
+    quiet: true,
+    env,
+    detached: true,
+  })`${argv}`;
   const result: RunResult = {
     code: out.exitCode,
     stdout: out.stdout,

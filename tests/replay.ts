@@ -36,7 +36,6 @@ export class Replay {
   readonly calls: string[] = [];
   readonly unexpected: string[] = [];
   #pending: Recording[];
-  #pid = 40_000;
   readonly $: Shell;
 
   constructor(recordings: Recording[]) {
@@ -84,7 +83,8 @@ export class Replay {
     const child = new EventEmitter() as EventEmitter & Record<string, unknown>;
     const stdout = new PassThrough();
     const stderr = new PassThrough();
-    Object.assign(child, { stdout, stderr, stdin: new PassThrough(), pid: this.#pid++ });
+    // no pid: zx would signal a real process group -pid on abort; the fake ends on the signal
+    Object.assign(child, { stdout, stderr, stdin: new PassThrough(), pid: undefined });
     child.kill = () => true;
     const finish = (code: number | null, signal: string | null) => {
       stdout.end();
