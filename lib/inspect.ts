@@ -6,9 +6,11 @@
 import { join } from "node:path";
 import type { Ctx } from "./context.ts";
 import { RefusedError } from "./errors.ts";
-import { copyFile, type Manifest, readManifest, verifyCopy } from "./manifest.ts";
+import { existsSync, readdirSync } from "node:fs";
+import { copyFile, type Manifest, MANIFEST_FILE, readManifest, verifyCopy } from "./manifest.ts";
 import { SEED_VAR } from "./talosctl.ts";
 import { type CopyStatus, pickSeed, type SeedChoice, toolStatus } from "./snapshot.ts";
+import { isValidNode } from "./nodes.ts";
 
 export interface CopyRow {
   node: string;
@@ -25,33 +27,60 @@ export interface Inspection {
   choice?: SeedChoice;
 }
 
-/** Reads the manifest and every copy. Refuses when there is nothing to read. */
-export async function inspectCopies(ctx: Ctx): Promise<Inspection> {
-  const manifest = readManifest(ctx.opts.out);
-  if (!manifest) {
+/**
+ * Reads the manifest and every copy. Refuses when there is nothing to read. With
+ * `requireManifest: false` (status), copies put in OUT by hand (`OUT/db.N/db`, no manifest)
+ * are read too, marked unverified: `extract` records them without copying again.
+ */
+export async function inspectCopies(
+  ctx: Ctx,
+  options: { requireManifest?: boolean } = {},
+): Promise<Inspection> {
+  const { out } = ctx.opts;
+  const manifest = readManifest(out);
+  const handmade = manifest ? [] : copiesOnDisk(out);
+  if (!manifest && (options.requireManifest !== false || handmade.length === 0)) {
     throw new RefusedError(
-      `No copies in "${ctx.opts.out}": ${ctx.opts.out}/manifest.json is missing`,
+      `No recorded copies in "${out}": ${join(out, MANIFEST_FILE)} is missing`,
       {
-        hint: "run deno task extract first (or pass the --out of the extraction)",
+        hint: handmade.length > 0
+          ? `run deno task extract --nodes ${
+            handmade.join(",")
+          } --out ${out}: it records the copies found there (sha256) without copying again`
+          : "run deno task extract first (or pass the --out of the extraction)",
       },
     );
   }
-  const nodes = ctx.opts.nodes.length > 0 ? ctx.opts.nodes : manifest.nodes;
+  const nodes = ctx.opts.nodes.length > 0 ? ctx.opts.nodes : manifest?.nodes ?? handmade;
   const rows = await Promise.all(nodes.map(async (node): Promise<CopyRow> => {
-    const file = join(ctx.opts.out, copyFile(node));
-    const check = await verifyCopy(ctx.opts.out, manifest, node);
+    const file = join(out, copyFile(node));
+    const check = manifest
+      ? await verifyCopy(out, manifest, node)
+      : existsSync(file)
+      ? { ok: true as const }
+      : { ok: false as const, reason: "no copy" };
     if (!check.ok) return { node, file, intact: false, problem: check.reason };
     try {
-      return { node, file, intact: true, status: await toolStatus(ctx, node, file) };
+      const status = await copyStatus(ctx, node, file);
+      return { node, file, intact: true, status };
     } catch (error) {
       return { node, file, intact: true, problem: (error as Error).message };
     }
   }));
+  if (!manifest) {
+    ctx.log.warn(
+      `no ${MANIFEST_FILE} in ${out}: the copies are read but not verified (no sha256 recorded)`,
+    );
+  }
   const readable = rows.filter((r) => r.status).map((r) => ({
     node: r.node,
     revision: r.status!.revision,
   }));
-  const inspection = { manifest, rows, choice: pickSeed(readable, nodes) };
+  const inspection = {
+    manifest: manifest ?? { version: 1 as const, nodes, copies: {}, failures: {} },
+    rows,
+    choice: pickSeed(readable, nodes),
+  };
   ctx.journal.record({
     type: "fact",
     key: "copies",
@@ -144,4 +173,17 @@ export function planSeed(ctx: Ctx): { seed: string; lines: string[] } {
     seed: SEED_VAR,
     lines: [`SEED=$(deno task status ${args.join(" ")})  # highest revision`],
   };
+}
+
+/** Nodes with a copy at `OUT/db.N/db`, found by listing OUT. */
+function copiesOnDisk(out: string): string[] {
+  if (!existsSync(out)) return [];
+  return readdirSync(out).filter((name) => name.startsWith("db.") && !name.endsWith(".partial"))
+    .map((name) => name.slice(3))
+    .filter((node) => isValidNode(node) && existsSync(join(out, copyFile(node))));
+}
+
+/** What a copy holds, read by the status tool. */
+function copyStatus(ctx: Ctx, node: string, file: string): Promise<CopyStatus> {
+  return toolStatus(ctx, node, file);
 }

@@ -34,7 +34,7 @@ export const task: TaskDef = {
       ctx,
       "status",
       `Reading the copies in ${ctx.opts.out}`,
-      () => inspectCopies(ctx),
+      () => inspectCopies(ctx, { requireManifest: false }),
     );
     ctx.log.raw(statusTable(insp));
     if (ctx.opts.json) ctx.deps.stdout(JSON.stringify(statusJson(insp), null, 2) + "\n");
@@ -73,7 +73,7 @@ export function statusTable(insp: Inspection): string {
     r.status ? String(r.status.totalKey) : "-",
     r.status ? humanizeBytes(r.status.totalSize) : "-",
     r.status ? r.status.hash.toString(16).padStart(8, "0") : "-",
-    r.intact ? "yes" : "no",
+    !r.intact ? "no" : insp.manifest.copies[r.node] ? "yes" : "unverified",
     r.problem ?? (r.node === insp.choice?.seed ? "seed" : ""),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));

@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { main as status } from "../tasks/02_status.ts";
+import { main as wipe } from "../tasks/03_wipe.ts";
+import { main as extract } from "../tasks/01_extract.ts";
+import { fakeWorld } from "./replay.ts";
+import { makeCopies, NODES_FLAG, preflightRecs, statusRecs, tempOut } from "./scenario.ts";
+
+Deno.test("status reads copies put in OUT by hand (no manifest), marked unverified", async () => {
+  const out = tempOut();
+  makeCopies(out);
+  rmSync(join(out, "manifest.json"));
+  const w = fakeWorld(statusRecs(out));
+  const code = await status(["--out", out], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  assert.equal(w.stdout(), "192.168.53.11\n");
+  assert.match(w.stderr(), /no manifest\.json in .*: the copies are read but not verified/);
+  assert.match(
+    w.stderr(),
+    /192\.168\.53\.11\s+1843517\s+8123\s+48 MB\s+5f8c3a1b\s+unverified\s+seed/,
+  );
+});
+
+Deno.test("wipe refuses copies without a manifest and says extract records them", async () => {
+  const out = tempOut();
+  makeCopies(out);
+  rmSync(join(out, "manifest.json"));
+  const w = fakeWorld(preflightRecs());
+  const code = await wipe([...NODES_FLAG, "--out", out, "--yes"], w.deps);
+  assert.equal(code, 2);
+  w.replay.assertDone();
+  assert.match(w.stderr(), /No recorded copies in .*manifest\.json is missing/);
+  assert.match(
+    w.stderr(),
+    /run deno task extract --nodes 192\.168\.53\.10,192\.168\.53\.11,192\.168\.53\.12 --out/,
+  );
+  assert.deepEqual(w.replay.callsMatching(/ reset /), []);
+
+  // extract then records them without copying again
+  const x = fakeWorld([]);
+  assert.equal(await extract([...NODES_FLAG, "--out", out], x.deps), 0, x.stderr());
+  assert.deepEqual(x.replay.calls, []);
+  assert.match(x.stderr(), /exists but is not in the manifest; keeping it as the copy/);
+});
