@@ -24,6 +24,11 @@ import { type Backend, loadState } from "../lib/sim/state.ts";
 
 /** Deadline of each wait inside recover (its --timeout). */
 const RECOVER_WAIT_TIMEOUT = "3m";
+/**
+ * Default lab speed (real-cluster delays divided by this). Real etcd members need real
+ * seconds to start and join, so 20x is as fast as that goes; the model has no such limit.
+ */
+const SPEED = { etcd: 20, model: 1000 } as const;
 
 export async function main(args: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
@@ -45,15 +50,28 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   if (values.help) {
-    console.log("Usage: deno task demo [--nodes 3|5] [--dir .lab] [--backend auto|etcd|model] " +
-      "[--speed N] [--keep]");
+    console.log(
+      "Usage: deno task demo [--nodes 3|5] [--dir .lab] [--backend auto|etcd|model] " +
+        "[--speed N] [--keep]",
+    );
     return 0;
   }
   const dir = resolve(String(values.dir ?? ".lab"));
   const out = join(dir, "out");
   const nodes = Number(values.nodes ?? 3);
-  const backend = String(values.backend ?? "auto") as Backend | "auto";
-  const speed = values.speed === undefined ? undefined : Number(values.speed);
+  const wanted = String(values.backend ?? "auto");
+  if (!["auto", "etcd", "model"].includes(wanted)) {
+    console.error(`--backend must be auto, etcd or model, not "${wanted}"`);
+    return 2;
+  }
+  const backend: Backend = wanted === "auto"
+    ? (lab.etcdInstalled() ? "etcd" : "model")
+    : wanted as Backend;
+  const speed = Number(values.speed ?? (Deno.env.get("TALOS_SIM_SPEED") || SPEED[backend]));
+  if (!(speed > 0) || !(nodes >= 1)) {
+    console.error("--speed and --nodes must be positive numbers");
+    return 2;
+  }
   const t0 = performance.now();
   const at = () => `[${((performance.now() - t0) / 1000).toFixed(1)}s]`;
   const say = (line: string) => console.error(`==> ${at()} ${line}`);
@@ -94,12 +112,7 @@ export async function main(args: string[]): Promise<number> {
       "--timeout",
       RECOVER_WAIT_TIMEOUT,
     ];
-    const env: Record<string, string> = {
-      TALOSCTL: join(dir, "bin", "talosctl"),
-      DENO: Deno.execPath(),
-      NO_COLOR: "1",
-    };
-    if (s.backend === "model") env.ETCDUTL = join(REPO_ROOT, "lib", "sim", "etcdutl");
+    const env: Record<string, string> = { ...lab.labEnv(s), DENO: Deno.execPath(), NO_COLOR: "1" };
     say(`running: TALOSCTL=${env.TALOSCTL} deno ${argv.join(" ")}`);
     const started = performance.now();
     child = new Deno.Command(Deno.execPath(), {

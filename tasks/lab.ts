@@ -60,7 +60,9 @@ export async function main(args: string[]): Promise<number> {
   const [cmd, ...rest] = positionals;
   const number = (name: string, dflt: number) => {
     const v = values[name] === undefined ? dflt : Number(values[name]);
-    if (!Number.isFinite(v) || v <= 0) throw new lab.LabError(`--${name} must be a positive number`);
+    if (!Number.isFinite(v) || v <= 0) {
+      throw new lab.LabError(`--${name} must be a positive number`);
+    }
     return v;
   };
   const t0 = performance.now();
@@ -78,8 +80,10 @@ export async function main(args: string[]): Promise<number> {
           speed: values.speed === undefined ? undefined : number("speed", 20),
           log: (l) => console.error(`==> ${l}`),
         });
-        console.error(`==> lab up in ${took()}: ${s.nodes.map((n) => n.label).join(", ")}; ` +
-          `VIP ${s.vip}; ${s.backend} backend; speed ${s.speed}x`);
+        console.error(
+          `==> lab up in ${took()}: ${s.nodes.map((n) => n.label).join(", ")}; ` +
+            `VIP ${s.vip}; ${s.backend} backend; speed ${s.speed}x`,
+        );
         console.error(`==> rehearse each step by hand (fake talosctl, this lab only):`);
         console.log(lab.guide(s).join("\n"));
         return 0;

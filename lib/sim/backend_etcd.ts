@@ -104,6 +104,31 @@ function etcdctlError(out: string): string {
   return err.replace(/^Error: /, "");
 }
 
+function restoreArgs(
+  s: LabState,
+  n: NodeState,
+  snapshot: string,
+  skipHashCheck: boolean,
+  token: string,
+): string[] {
+  return [
+    "snapshot",
+    "restore",
+    snapshot,
+    ...(skipHashCheck ? ["--skip-hash-check"] : []),
+    "--data-dir",
+    dataDir(s.dir, n.label),
+    "--name",
+    n.name,
+    "--initial-cluster",
+    `${n.name}=${peerUrl(n)}`,
+    "--initial-advertise-peer-urls",
+    peerUrl(n),
+    "--initial-cluster-token",
+    token,
+  ];
+}
+
 export const etcdBackend: EtcdBackend = {
   async startCluster(s, token) {
     const initial = s.nodes.map((n) => `${n.name}=${peerUrl(n)}`).join(",");
@@ -134,29 +159,16 @@ export const etcdBackend: EtcdBackend = {
   async restore(s, n, snapshot, skipHashCheck, token) {
     await killHard(n.proc);
     mkdirSync(nodeDir(s.dir, n.label), { recursive: true });
-    const args = [
-      "snapshot",
-      "restore",
-      snapshot,
-      ...(skipHashCheck ? ["--skip-hash-check"] : []),
-      "--data-dir",
-      dataDir(s.dir, n.label),
-      "--name",
-      n.name,
-      "--initial-cluster",
-      `${n.name}=${peerUrl(n)}`,
-      "--initial-advertise-peer-urls",
-      peerUrl(n),
-      "--initial-cluster-token",
-      token,
-    ];
-    const r = await run("etcdctl", args);
-    if (r.code !== 0) return { error: etcdctlError(r.out) };
-    const id = r.out.match(/"added-peer-id":"([0-9a-f]+)"/)?.[1];
+    let id: string | undefined;
+    if (snapshot !== "") {
+      const r = await run("etcdctl", restoreArgs(s, n, snapshot, skipHashCheck, token));
+      if (r.code !== 0) return { error: etcdctlError(r.out) };
+      id = r.out.match(/"added-peer-id":"([0-9a-f]+)"/)?.[1];
+    }
     const proc = await startMember(s, n, `${n.name}=${peerUrl(n)}`, "new", token);
     n.member = { id: id ? BigInt(`0x${id}`).toString() : "0", cluster: token, learner: false };
     if (!id) {
-      // Not in the restore log: ask the member itself once it answers.
+      // Not in the restore log (or a plain bootstrap): ask the member once it answers.
       const until = Date.now() + 10_000;
       while (Date.now() < until) {
         const st = await gw(n.clientPort, "maintenance/status", {});
@@ -171,13 +183,25 @@ export const etcdBackend: EtcdBackend = {
   },
 
   async join(s, n, via) {
-    const r = await gw(via.clientPort, "cluster/member/add", {
-      peerURLs: [peerUrl(n)],
-      isLearner: true,
-    });
-    if (!r.ok) return { error: r.error };
-    const added = r.body.member as GwMember;
-    const members = (r.body.members ?? []) as GwMember[];
+    // An earlier attempt may have been added although its answer never came (a timeout):
+    // then the member is already listed with this node's peer URL, and is reused.
+    const list = await gw(via.clientPort, "cluster/member/list", {}, 5_000);
+    if (!list.ok) return { error: list.error };
+    let members = (list.body.members ?? []) as GwMember[];
+    let added = members.find((m) => m.peerURLs?.includes(peerUrl(n)));
+    if (added && !added.isLearner && added.name) {
+      // A voter that already ran: with an empty data dir it must be removed first.
+      return { error: "etcdserver: Peer URLs already exists" };
+    }
+    if (!added) {
+      const r = await gw(via.clientPort, "cluster/member/add", {
+        peerURLs: [peerUrl(n)],
+        isLearner: true,
+      }, 5_000);
+      if (!r.ok) return { error: r.error };
+      added = r.body.member as GwMember;
+      members = (r.body.members ?? []) as GwMember[];
+    }
     const initial = members.map((m) => {
       const url = m.peerURLs?.[0] ?? "";
       const owner = nodeByPeerUrl(s, url);
@@ -185,7 +209,7 @@ export const etcdBackend: EtcdBackend = {
     }).join(",");
     await killHard(n.proc);
     const proc = await startMember(s, n, initial, "existing", "join");
-    n.member = { id: added.ID, cluster: via.member!.cluster, learner: true };
+    n.member = { id: added.ID, cluster: via.member!.cluster, learner: added.isLearner === true };
     return { pid: proc.pid };
   },
 
@@ -209,7 +233,7 @@ export const etcdBackend: EtcdBackend = {
 
   async health(_s, n): Promise<HealthAnswer> {
     if (n.member?.learner) return { ok: false, message: LEARNER_ERROR, transient: false };
-    const r = await gw(n.clientPort, "kv/range", { key: b64("health") }, 3_000);
+    const r = await gw(n.clientPort, "kv/range", { key: b64("health") });
     if (r.ok) return { ok: true };
     return { ok: false, message: r.error, transient: true };
   },

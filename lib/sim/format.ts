@@ -14,8 +14,8 @@
 
 import { humanizeBytes } from "../humanize.ts";
 
-/** Go `text/tabwriter` with minwidth 0, tabwidth 0, padding 3, pad char space, no flags. */
-export function tabwrite(text: string, padding = 3): string {
+/** Go `text/tabwriter` with tabwidth 0, pad char space, no flags (talosctl: minwidth 0, padding 3). */
+export function tabwrite(text: string, padding = 3, minwidth = 0): string {
   const lines = text.split("\n");
   const rows = lines.map((l) => l.split("\t"));
   const widths = rows.map((r) => new Array<number>(Math.max(0, r.length - 1)).fill(0));
@@ -30,7 +30,7 @@ export function tabwrite(text: string, padding = 3): string {
       }
       found = true;
       let end = r;
-      let width = 0;
+      let width = minwidth;
       while (end < rows.length && rows[end].length - 1 > col) {
         width = Math.max(width, cellWidth(rows[end][col]) + padding);
         end++;

@@ -12,7 +12,7 @@ export async function gw(
   port: number,
   path: string,
   body: unknown,
-  timeoutMs = 1_500,
+  timeoutMs = 1_000,
 ): Promise<GatewayResult> {
   let res: Response;
   try {

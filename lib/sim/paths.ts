@@ -13,3 +13,6 @@ export const TALOSCTL_WRAPPER = `${REPO_ROOT}/lib/sim/talosctl`;
 
 /** The fake etcdutl wrapper (model backend: answers `snapshot status` for fixture files). */
 export const ETCDUTL_WRAPPER = `${REPO_ROOT}/lib/sim/etcdutl`;
+
+/** The fake kubectl wrapper (`get nodes`, answers while the VIP is held). */
+export const KUBECTL_WRAPPER = `${REPO_ROOT}/lib/sim/kubectl`;

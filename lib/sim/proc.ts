@@ -15,22 +15,41 @@ export interface Proc {
   start: string;
 }
 
-/** Reads the start time of `pid`, or undefined if there is no such live process. */
+/**
+ * Reads the start time of `pid`, or undefined if there is no such live process. Deno only
+ * lets `--allow-all` read `/proc/PID/*`, so `cat` (allowed by `--allow-run`) reads it.
+ */
 export function procStart(pid: number): string | undefined {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  } catch {
-    return undefined;
-  }
+  const hit = cache.get(pid);
+  if (hit && Date.now() - hit.at < CACHE_MS) return hit.start;
+  const start = readStart(pid);
+  cache.set(pid, { at: Date.now(), start });
+  return start;
+}
+
+/** Answers of `procStart` are reused for this long (a tick asks many times). */
+const CACHE_MS = 150;
+const cache = new Map<number, { at: number; start: string | undefined }>();
+
+function readStart(pid: number): string | undefined {
+  const out = new Deno.Command("cat", {
+    args: [`/proc/${pid}/stat`],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).outputSync();
+  if (!out.success) return undefined;
+  const stat = new TextDecoder().decode(out.stdout);
   // The command name is in parentheses and may contain spaces: split after the last ")".
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  if (fields[0] === "Z" || fields[0] === "X") return undefined;
+  if (fields[0] === "Z" || fields[0] === "X" || fields.length < 20) return undefined;
   return fields[19];
 }
 
 export function alive(p: Proc | undefined): boolean {
-  return p !== undefined && procStart(p.pid) === p.start;
+  if (p === undefined || p.start === undefined) return false;
+  const start = procStart(p.pid);
+  return start !== undefined && start === p.start;
 }
 
 /**
@@ -68,6 +87,7 @@ export async function spawnDetached(
 /** Sends `signal` to `p` if it is still the process that was started; true if it was. */
 export function signal(p: Proc | undefined, sig: Deno.Signal): boolean {
   if (!alive(p)) return false;
+  cache.delete(p!.pid);
   try {
     Deno.kill(p!.pid, sig);
     return true;
@@ -79,11 +99,12 @@ export function signal(p: Proc | undefined, sig: Deno.Signal): boolean {
 /** Waits until `p` is gone, up to `timeoutMs`; true if it is gone. */
 export async function waitGone(p: Proc | undefined, timeoutMs: number): Promise<boolean> {
   const until = Date.now() + timeoutMs;
-  while (alive(p)) {
+  while (true) {
+    if (p) cache.delete(p.pid);
+    if (!alive(p)) return true;
     if (Date.now() >= until) return false;
     await new Promise((r) => setTimeout(r, 20));
   }
-  return true;
 }
 
 /** SIGKILL by PID and wait for it to be gone (zombies count as gone). */

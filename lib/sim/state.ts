@@ -49,6 +49,8 @@ export interface Health {
 export interface Faults {
   /** `cp` writes half the file and fails (`error`) or exits 0 (`silent`). */
   shortCopy?: "error" | "silent";
+  /** The next `cp` finds the node crashing: it reboots, the copy fails. */
+  crashOnCopy?: boolean;
   /** The next reset never comes back (the node stays unreachable). */
   stuckReset?: boolean;
 }
@@ -97,7 +99,7 @@ export const TIMELINE = {
   healthDelayS: 5,
   healthPeriodS: 20,
   joinRetryS: 5,
-  promoteFirstS: 5,
+  promoteFirstS: 10,
   promoteRetryS: 15,
 } as const;
 
@@ -135,9 +137,13 @@ export interface LabState {
   /** Token of the cluster new members join (the last one bootstrapped). */
   primary: string;
   vipHolder?: string;
+  /** The node the last successful restore ran on. */
+  seed?: string;
   keys?: KeyPlan;
   /** What `break` did: the member stopped early and the member the alarm names. */
   broken?: { stopped: string; alarmMember: string; revision: number };
+  /** Voting members each cluster has in etcd's member list (dead ones included). */
+  voters: Record<string, number>;
   /** Model backend only: clusters by token. */
   clusters: Record<string, ModelCluster>;
   /** Free-form history of what the lab did, for `lab status` and post-mortems. */

@@ -35,7 +35,6 @@ export const EV = {
   waitingCri: ["Waiting", 'Waiting for service "cri" to be "up"'],
   pre: ["Preparing", "Running pre state"],
   runner: ["Preparing", "Creating service runner"],
-  bootstrap: ["Finished", "Bootstrap requested"],
 } as const;
 
 function ev(n: NodeState, at: number, e: readonly [string, string]): void {
@@ -57,6 +56,16 @@ function toRunning(s: LabState, n: NodeState, at: number, pid: number): void {
   n.healthTroubleSince = undefined;
   n.nextHealthAt = at + scaled(s, "healthDelayS");
   if (n.member?.learner) n.nextPromoteAt = at + scaled(s, "promoteFirstS");
+}
+
+/** A node that booted and started its member at `at` (lab up): the whole history at once. */
+export function bootedRunning(s: LabState, n: NodeState, at: number, pid: number): void {
+  freshRunner(n, at);
+  ev(n, at, EV.waitingCriTime);
+  ev(n, at, EV.waitingCri);
+  ev(n, at, EV.pre);
+  toRunning(s, n, at, pid);
+  n.nextHealthAt = at;
 }
 
 /** Records the fresh boot history of a runner started at `at` (a reboot or a bootstrap). */
@@ -130,9 +139,15 @@ async function boot(s: LabState, be: EtcdBackend, n: NodeState, now: number) {
     }],
     [scaled(s, "criUpS") + scaled(s, "restartPreS"), async () => {
       const at = t0 + scaled(s, "criUpS") + scaled(s, "restartPreS");
-      const pid = await be.restart(s, n);
-      toRunning(s, n, at, pid);
-      note(s, `${n.label}: etcd restarted on its data (PID ${pid})`);
+      try {
+        const pid = await be.restart(s, n);
+        toRunning(s, n, at, pid);
+        note(s, `${n.label}: etcd restarted on its data (PID ${pid})`);
+      } catch (error) {
+        n.phase = "failed";
+        n.phaseAt = at;
+        addEvent(n, at, "Failed", `Failed to start etcd: ${errorText(error)}`);
+      }
     }],
   ];
   while (n.phase === "booting" && (n.bootStep ?? 0) < steps.length) {
@@ -146,7 +161,8 @@ async function boot(s: LabState, be: EtcdBackend, n: NodeState, now: number) {
 async function restore(s: LabState, be: EtcdBackend, n: NodeState, at: number) {
   const r = n.restore!;
   const token = `talos-sim-${at}`;
-  const result = await be.restore(s, n, r.snapshot, r.skipHashCheck, token);
+  const result = await be.restore(s, n, r.snapshot, r.skipHashCheck, token)
+    .catch((error) => ({ error: errorText(error) }));
   n.restoreAt = undefined;
   if ("error" in result) {
     n.phase = "failed";
@@ -161,6 +177,9 @@ async function restore(s: LabState, be: EtcdBackend, n: NodeState, at: number) {
     return;
   }
   s.primary = token;
+  s.seed = n.label;
+  s.voters[token] = 1;
+  if (r.snapshot) rmSync(r.snapshot, { force: true });
   toRunning(s, n, at, result.pid);
   note(s, `${n.label}: restored from the snapshot, etcd runs alone (PID ${result.pid})`);
 }
@@ -173,8 +192,18 @@ export function primaryVoters(s: LabState, be: EtcdBackend): NodeState[] {
   );
 }
 
+/** A majority of the cluster's voters runs (else every request through raft hangs). */
+export function hasQuorum(s: LabState, be: EtcdBackend, token: string): boolean {
+  const running =
+    s.nodes.filter((n) =>
+      n.member?.cluster === token && !n.member.learner && n.phase === "running" && be.running(s, n)
+    ).length;
+  return running * 2 > (s.voters[token] ?? 0);
+}
+
 /** The primary cluster runs and has no alarm (a CORRUPT alarm makes every write fail). */
 async function primaryAcceptsWrites(s: LabState, be: EtcdBackend): Promise<boolean> {
+  if (!hasQuorum(s, be, s.primary)) return false;
   for (const via of primaryVoters(s, be)) {
     const a = await be.alarms(s, via);
     if (a.ok) return a.value.length === 0;
@@ -191,6 +220,7 @@ async function promoteLearners(s: LabState, be: EtcdBackend, now: number) {
     const err = await be.promote(s, n, via);
     if (err === undefined) {
       n.member.learner = false;
+      s.voters[n.member.cluster] = (s.voters[n.member.cluster] ?? 0) + 1;
       n.nextPromoteAt = undefined;
       n.nextHealthAt = Math.min(n.nextHealthAt ?? now, now);
       note(s, `${n.label}: promoted to voter`);
@@ -209,7 +239,7 @@ async function joinOne(s: LabState, be: EtcdBackend, now: number) {
     x.phase === "preparing" && x.nextJoinAt !== undefined && now >= x.nextJoinAt
   );
   if (!n) return;
-  const r = await be.join(s, n, via);
+  const r = await be.join(s, n, via).catch((error) => ({ error: errorText(error) }));
   if ("error" in r) {
     n.nextJoinAt = now + scaled(s, "joinRetryS");
     note(s, `${n.label}: join refused: ${r.error}`);
@@ -224,7 +254,9 @@ async function checkHealth(s: LabState, be: EtcdBackend, now: number) {
     n.phase === "running" && n.nextHealthAt !== undefined && now >= n.nextHealthAt
   );
   await Promise.all(due.map(async (n) => {
-    const h = await be.health(s, n);
+    const h = n.member && !n.member.learner && !hasQuorum(s, be, n.member.cluster)
+      ? { ok: false as const, message: "context deadline exceeded", transient: true }
+      : await be.health(s, n);
     const period = scaled(s, "healthPeriodS");
     if (!h.ok && h.transient) {
       // A real check waits up to 15 s for an answer; only then does it fail.
@@ -261,6 +293,10 @@ function electVip(s: LabState, writable: boolean) {
     note(s, next ? `VIP ${s.vip} moves to ${next.label}` : `VIP ${s.vip} released`);
   }
   s.vipHolder = next?.label;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 // ---- actions the talosctl calls start -------------------------------------------------
@@ -306,7 +342,8 @@ export function startBootstrap(
   skipHashCheck: boolean,
   now: number,
 ) {
-  ev(n, now, EV.bootstrap);
+  // The old runner (and its history, ending in "[Finished]: Bootstrap requested") is
+  // replaced by a new one: `service etcd` shows a fresh history.
   freshRunner(n, now);
   ev(n, now, EV.pre);
   n.phase = "restoring";

@@ -1,0 +1,159 @@
+/**
+ * End to end: the real `deno task recover` as a process, against the lab (fake talosctl,
+ * real etcd members on 127.0.0.1 when installed), through the incident and the faults an
+ * operator meets: a member that dies during extract, a copy cut short, a node that never
+ * comes back from its reset. Each test takes its lab down by PID, whatever happens.
+ */
+
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { backendOf } from "../lib/sim/backend_model.ts";
+import { breakCluster, fault, labEnv, load, prove } from "../lib/sim/lab.ts";
+import type { Backend } from "../lib/sim/state.ts";
+import { etcdInstalled } from "../lib/sim/lab.ts";
+import {
+  etcdTests,
+  leftoverProcs,
+  REPO_ROOT,
+  requireEtcd,
+  scratch,
+  state,
+  withLab,
+} from "../lib/sim/testing.ts";
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** `deno task recover --nodes … --vip … --yes --out OUT …extra` against the lab in `dir`. */
+async function recover(dir: string, out: string, extra: string[] = []): Promise<Run> {
+  const s = state(dir);
+  const o = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "task",
+      "recover",
+      "--nodes",
+      s.nodes.map((n) => n.label).join(","),
+      "--vip",
+      s.vip,
+      "--yes",
+      "--out",
+      out,
+      ...extra,
+    ],
+    cwd: REPO_ROOT,
+    env: { ...labEnv(s), DENO: Deno.execPath(), NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const d = new TextDecoder();
+  return { code: o.code, stdout: d.decode(o.stdout), stderr: d.decode(o.stderr) };
+}
+
+/** Up, load, break: the incident. */
+async function incident(dir: string, keys = 1000) {
+  await load(dir, keys);
+  return await breakCluster(dir);
+}
+
+/** The checks of the demo, all passing; the seed copy's revision read from OUT. */
+async function assertRecovered(dir: string, out: string) {
+  const seed = state(dir).seed;
+  assert.ok(seed, "a node was restored");
+  const be = await backendOf(state(dir));
+  const st = await be.snapshotStatus(join(out, `db.${seed}`, "db"));
+  assert.ok(!("error" in st), JSON.stringify(st));
+  for (const c of await prove(dir, st.revision)) assert.ok(c.ok, `${c.name}: ${c.detail}`);
+}
+
+function tail(r: Run): string {
+  return `exit ${r.code}\n${r.stderr.split("\n").slice(-25).join("\n")}`;
+}
+
+const outDir = (dir: string) => join(scratch(dir), "out");
+
+Deno.test({
+  name: "e2e: recover brings a corrupt 3-node cluster back (real etcd): keys, revision, votes, VIP",
+  ...etcdTests(),
+  fn: async () => {
+    requireEtcd();
+    await withLab({ backend: "etcd", speed: 100 }, async (dir) => {
+      const broken = await incident(dir);
+      const out = outDir(dir);
+      const r = await recover(dir, out, ["--timeout", "2m"]);
+      assert.equal(r.code, 0, tail(r));
+      assert.equal(state(dir).seed, "127.0.53.11", "the highest revision (first of the tie) wins");
+      assert.notEqual(state(dir).seed, broken.stopped);
+      assert.ok(existsSync(join(out, "report.md")));
+      await assertRecovered(dir, out);
+    });
+  },
+});
+
+Deno.test("e2e: recover brings a 5-node control plane back", async () => {
+  const backend: Backend = etcdInstalled() || Deno.env.get("CI") ? "etcd" : "model";
+  await withLab({ backend, speed: backend === "etcd" ? 100 : 1000, nodes: 5 }, async (dir) => {
+    await incident(dir);
+    const out = outDir(dir);
+    const r = await recover(dir, out, ["--timeout", "2m"]);
+    assert.equal(r.code, 0, tail(r));
+    await assertRecovered(dir, out);
+  });
+});
+
+Deno.test("e2e: a member dead during extract: refused without --force (exit 2), recovered with it", async () => {
+  await withLab({ backend: "model", speed: 1000 }, async (dir) => {
+    await incident(dir);
+    await fault(dir, "127.0.53.12", "crash-on-copy");
+    const out = outDir(dir);
+    const refused = await recover(dir, out, ["--timeout", "1m"]);
+    assert.equal(refused.code, 2, tail(refused));
+    assert.match(refused.stderr, /127\.0\.53\.12/);
+    assert.ok(
+      state(dir).nodes.every((n) => n.phase !== "preparing"),
+      "nothing was wiped",
+    );
+    const forced = await recover(dir, out, ["--timeout", "1m", "--force"]);
+    assert.equal(forced.code, 0, tail(forced));
+    await assertRecovered(dir, out);
+  });
+});
+
+Deno.test("e2e: a copy cut short (torn or failed) is refused before anything is wiped", async () => {
+  await withLab({ backend: "model", speed: 200 }, async (dir) => {
+    await incident(dir);
+    await fault(dir, "127.0.53.11", "torn-copy");
+    await fault(dir, "127.0.53.12", "short-copy");
+    const out = outDir(dir);
+    const r = await recover(dir, out, ["--timeout", "1m"]);
+    assert.equal(r.code, 2, tail(r));
+    assert.match(r.stderr, /127\.0\.53\.11/);
+    assert.deepEqual(
+      state(dir).nodes.map((n) => n.phase),
+      ["crashed", "running", "running"],
+      "no node was reset",
+    );
+  });
+});
+
+Deno.test("e2e: a node that stays unreachable after its reset fails the wait at its deadline", async () => {
+  await withLab({ backend: "model", speed: 200 }, async (dir) => {
+    await incident(dir);
+    await fault(dir, "127.0.53.12", "stuck-reset");
+    const out = outDir(dir);
+    const started = Date.now();
+    const r = await recover(dir, out, ["--timeout", "6s"]);
+    assert.equal(r.code, 1, tail(r));
+    assert.match(r.stderr, /Timed out .*127\.0\.53\.12/);
+    assert.ok(Date.now() - started < 60_000, "the deadline was kept");
+    assert.equal(state(dir).nodes[2].phase, "off");
+  });
+});
+
+Deno.test("e2e: no etcd process started by these tests is left running (by PID)", () => {
+  assert.deepEqual(leftoverProcs(), []);
+});
