@@ -1,0 +1,364 @@
+/**
+ * Generates fixtures/db/: real etcd db files, made by a real etcd (3.4 from Debian) on
+ * 127.0.0.1, with the `etcdctl snapshot status -w json|table` output each must match.
+ *
+ * What it makes (each etcd runs in a temp dir on ports 42379/42380 and is stopped by its PID,
+ * even on failure or Ctrl-C):
+ * - `etcd-3.4.db`: raw copy of `member/snap/db` after puts, overwrites, deletes, a leased key,
+ *   a compaction, values of 5–20 KiB (overflow pages), more writes, then a CORRUPT and a
+ *   NOSPACE alarm; `etcd-3.4.snapshot.db`: `etcdctl snapshot save` of the same member
+ *   (db + 32-byte sha256); `etcd-3.4.fresh.db`: a member that never had a write.
+ * - `history-a.rev31.db`, `history-a.rev41.db`: two copies of one cluster at revisions 31 and 41;
+ *   `history-b.rev36.db`, `history-b.rev46.db`: another cluster with the same first 20 writes,
+ *   then other values (its history diverges after revision 21).
+ * - For each `X.db`: `X.status.{json,table,simple}.txt` (etcdctl, verbatim), and
+ *   `X.expect.json` (what the server said: revision, live keys, members, alarms, `HashKV`…).
+ *
+ * Usage: deno run --allow-run --allow-read --allow-write --allow-env --allow-net=127.0.0.1 \
+ *   scripts/gen_db_fixtures.ts [OUT_DIR]        (default: fixtures/db)
+ */
+
+import { Buffer } from "node:buffer";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const CLIENT_PORT = 42379;
+export const PEER_PORT = 42380;
+/** How long etcd may take to answer after start. */
+const READY_TIMEOUT_MS = 20_000;
+/** Longer than etcd's backend commit interval (100 ms), so a raw copy holds every write. */
+export const COMMIT_WAIT_MS = 300;
+
+/** Members started and not yet stopped (stopped on Ctrl-C by `stopOnSignal`). */
+const running = new Set<Etcd>();
+
+/** On SIGINT/SIGTERM: stop every member this process started (by PID), then exit 130. */
+export function stopOnSignal(): void {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, async () => {
+      await Promise.all([...running].map((e) => e.stop()));
+      Deno.exit(130);
+    });
+  }
+}
+
+/** A running etcd member, stopped by its PID. */
+export interface Etcd {
+  pid: number;
+  url: string;
+  dataDir: string;
+  dbPath: string;
+  gateway: Gateway;
+  /** SIGKILL by PID, then reap. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** Starts one etcd member in `dir` on 127.0.0.1 and waits until it answers. */
+export async function startEtcd(
+  dir: string,
+  opts: { name?: string; token?: string; clientPort?: number; peerPort?: number; args?: string[] } =
+    {},
+): Promise<Etcd> {
+  const name = opts.name ?? "m1";
+  const client = `http://127.0.0.1:${opts.clientPort ?? CLIENT_PORT}`;
+  const peer = `http://127.0.0.1:${opts.peerPort ?? PEER_PORT}`;
+  const dataDir = join(dir, name);
+  mkdirSync(dir, { recursive: true });
+  const log = await Deno.open(join(dir, `${name}.log`), {
+    write: true,
+    create: true,
+    append: true,
+  });
+  const child = new Deno.Command("etcd", {
+    args: [
+      "--name",
+      name,
+      "--data-dir",
+      dataDir,
+      "--listen-client-urls",
+      client,
+      "--advertise-client-urls",
+      client,
+      "--listen-peer-urls",
+      peer,
+      "--initial-advertise-peer-urls",
+      peer,
+      "--initial-cluster",
+      `${name}=${peer}`,
+      "--initial-cluster-state",
+      "new",
+      "--initial-cluster-token",
+      opts.token ?? "fixture",
+      "--logger",
+      "zap",
+      "--log-outputs",
+      "stderr",
+      ...(opts.args ?? []),
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const logged = child.stderr.pipeTo(log.writable).catch(() => {});
+  let stopped = false;
+  const etcd: Etcd = {
+    pid: child.pid,
+    url: client,
+    dataDir,
+    dbPath: join(dataDir, "member", "snap", "db"),
+    gateway: new Gateway(client),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      running.delete(etcd);
+      try {
+        Deno.kill(child.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+      await child.status;
+      await logged;
+    },
+  };
+  running.add(etcd);
+  try {
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    for (;;) {
+      try {
+        await etcd.gateway.post("/v3/maintenance/status", {});
+        return etcd;
+      } catch (error) {
+        if (Date.now() > deadline) {
+          throw new Error(
+            `etcd did not answer on ${client} within ${READY_TIMEOUT_MS} ms (log: ${dir}/${name}.log)`,
+            { cause: error },
+          );
+        }
+        await sleep(100);
+      }
+    }
+  } catch (error) {
+    await etcd.stop();
+    throw error;
+  }
+}
+
+/** etcd's JSON gateway (`/v3/…`), over one keep-alive connection. */
+export class Gateway {
+  constructor(readonly url: string) {}
+
+  async post(path: string, body: unknown): Promise<Record<string, unknown>> {
+    const res = await fetch(`${this.url}${path}`, {
+      method: "POST",
+      body: JSON.stringify(body),
+      headers: { "content-type": "application/json" },
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`POST ${path}: HTTP ${res.status}: ${text}`);
+    return JSON.parse(text);
+  }
+
+  /** Puts and returns the new revision. */
+  async put(key: string, value: string | Uint8Array, lease?: string): Promise<number> {
+    const r = await this.post("/v3/kv/put", { key: b64(key), value: b64(value), lease });
+    return Number((r.header as { revision: string }).revision);
+  }
+
+  /** Several puts in one transaction (one revision). */
+  async putMany(pairs: [string, string | Uint8Array][]): Promise<void> {
+    await this.post("/v3/kv/txn", {
+      success: pairs.map(([k, v]) => ({ request_put: { key: b64(k), value: b64(v) } })),
+    });
+  }
+
+  async del(key: string): Promise<void> {
+    await this.post("/v3/kv/deleterange", { key: b64(key) });
+  }
+
+  async compact(revision: number): Promise<void> {
+    await this.post("/v3/kv/compaction", { revision: String(revision), physical: true });
+  }
+
+  async leaseGrant(ttl: number): Promise<string> {
+    return String((await this.post("/v3/lease/grant", { TTL: String(ttl) })).ID);
+  }
+
+  async memberId(): Promise<string> {
+    const r = await this.post("/v3/maintenance/status", {});
+    return (r.header as { member_id: string }).member_id;
+  }
+
+  async alarm(action: "ACTIVATE" | "GET", memberID?: string, alarm?: string): Promise<unknown[]> {
+    const r = await this.post("/v3/maintenance/alarm", { action, memberID, alarm });
+    return (r.alarms as unknown[] | undefined) ?? [];
+  }
+
+  /** etcd's own `HashKV` at `revision` (`etcdctl endpoint hashkv`: 3.4's gateway has none). */
+  async hashKV(revision: number): Promise<number> {
+    const out = await etcdctl([
+      "--endpoints",
+      this.url,
+      "endpoint",
+      "hashkv",
+      "--rev",
+      String(revision),
+      "-w",
+      "json",
+    ]);
+    const hash = out.match(/"hash":(\d+)/)?.[1];
+    if (hash === undefined) throw new Error(`No hash in etcdctl endpoint hashkv output: ${out}`);
+    return Number(hash);
+  }
+
+  /** What the server holds now: revision, live keys, members, alarms, raft index. */
+  async facts(): Promise<Record<string, unknown>> {
+    const range = await this.post("/v3/kv/range", {
+      key: b64("\0"),
+      range_end: b64("\0"),
+      count_only: true,
+    });
+    const status = await this.post("/v3/maintenance/status", {});
+    const members = await this.post("/v3/cluster/member/list", {});
+    return {
+      revision: Number((range.header as { revision: string }).revision),
+      liveKeys: Number(range.count ?? 0),
+      raftIndex: Number(status.raftIndex),
+      raftTerm: Number(status.raftTerm),
+      memberId: (status.header as { member_id: string }).member_id,
+      members: members.members,
+      alarms: await this.alarm("GET"),
+    };
+  }
+}
+
+function b64(v: string | Uint8Array): string {
+  return (typeof v === "string" ? Buffer.from(v, "latin1") : Buffer.from(v)).toString("base64");
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Runs `etcdctl` with ETCDCTL_API=3; returns stdout, throws with stderr on failure. */
+export async function etcdctl(args: string[]): Promise<string> {
+  const out = await new Deno.Command("etcdctl", {
+    args,
+    env: { ETCDCTL_API: "3" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  if (!out.success) {
+    throw new Error(`etcdctl ${args.join(" ")}: exit ${out.code}: ${text.decode(out.stderr)}`);
+  }
+  return text.decode(out.stdout);
+}
+
+/** Copies a db file out of a running member, after the backend's commit interval. */
+export async function copyDb(from: string, to: string): Promise<void> {
+  await sleep(COMMIT_WAIT_MS);
+  copyFileSync(from, to);
+  Deno.chmodSync(to, 0o644); // etcd's 0600 would follow the copy
+}
+
+/** Writes `X.status.json.txt` and `X.status.table.txt` for `X.db`. */
+export async function recordStatus(db: string): Promise<void> {
+  const base = db.replace(/\.db$/, "");
+  writeFileSync(`${base}.status.json.txt`, await etcdctl(["snapshot", "status", db, "-w", "json"]));
+  writeFileSync(
+    `${base}.status.table.txt`,
+    await etcdctl(["snapshot", "status", db, "-w", "table"]),
+  );
+  writeFileSync(`${base}.status.simple.txt`, await etcdctl(["snapshot", "status", db]));
+}
+
+function writeFacts(db: string, facts: Record<string, unknown>): void {
+  writeFileSync(db.replace(/\.db$/, ".expect.json"), JSON.stringify(facts, null, 2) + "\n");
+}
+
+const pad = (n: number, w = 3) => String(n).padStart(w, "0");
+
+/** The main fixture: every kind of entry etcd writes. */
+async function mainScenario(dir: string, out: string): Promise<void> {
+  const etcd = await startEtcd(dir);
+  try {
+    const gw = etcd.gateway;
+    await copyDb(etcd.dbPath, join(out, "etcd-3.4.fresh.db"));
+    writeFacts(join(out, "etcd-3.4.fresh.db"), await gw.facts());
+    for (let i = 0; i < 300; i++) {
+      await gw.put(`/registry/demo/key-${pad(i)}`, `value ${i} `.padEnd(60, "."));
+    }
+    for (let i = 0; i < 100; i++) await gw.put(`/registry/demo/key-${pad(i)}`, `value ${i} v2`);
+    const compactAt = await gw.put("/registry/demo/marker", "before compaction");
+    for (let i = 250; i < 300; i++) await gw.del(`/registry/demo/key-${pad(i)}`);
+    for (const [i, size] of [5_000, 9_000, 20_000].entries()) {
+      await gw.put(`/registry/big/${i}`, "x".repeat(size));
+    }
+    await gw.put("/registry/big/0", "y".repeat(12_000));
+    const lease = await gw.leaseGrant(3600);
+    await gw.put("/registry/leases/held", "held by a lease", lease);
+    await gw.compact(compactAt);
+    for (let i = 0; i < 20; i++) await gw.put(`/registry/late/${pad(i)}`, `late ${i}`);
+    for (let i = 0; i < 5; i++) await gw.del(`/registry/late/${pad(i)}`);
+    const member = await gw.memberId();
+    await gw.alarm("ACTIVATE", member, "CORRUPT");
+    await gw.alarm("ACTIVATE", member, "NOSPACE");
+    const raw = join(out, "etcd-3.4.db");
+    await copyDb(etcd.dbPath, raw);
+    const snapshot = join(out, "etcd-3.4.snapshot.db");
+    await etcdctl(["--endpoints", etcd.url, "snapshot", "save", snapshot]);
+    Deno.chmodSync(snapshot, 0o644);
+    const facts = { ...await gw.facts(), compactRevision: compactAt, lease };
+    writeFacts(raw, facts);
+    writeFacts(snapshot, facts);
+  } finally {
+    await etcd.stop();
+  }
+}
+
+/** Two clusters with the same first 20 writes, then different ones; two copies of each. */
+async function historyScenario(dir: string, out: string, cluster: "a" | "b"): Promise<void> {
+  const etcd = await startEtcd(join(dir, cluster), { name: "h", token: "history" });
+  try {
+    const gw = etcd.gateway;
+    const value = (i: number) => (i < 20 || cluster === "a" ? `a-${i}` : `b-${i}`);
+    const first = cluster === "a" ? 30 : 35;
+    for (let i = 0; i < first; i++) await gw.put(`/h/k${pad(i, 2)}`, value(i));
+    const early = join(out, `history-${cluster}.rev${first + 1}.db`);
+    await copyDb(etcd.dbPath, early);
+    writeFacts(early, { ...await gw.facts(), hashKV: await gw.hashKV(first + 1) });
+    for (let i = first; i < first + 10; i++) await gw.put(`/h/k${pad(i, 2)}`, value(i));
+    const late = join(out, `history-${cluster}.rev${first + 11}.db`);
+    await copyDb(etcd.dbPath, late);
+    writeFacts(late, {
+      ...await gw.facts(),
+      hashKV: await gw.hashKV(first + 11),
+      hashKVat21: await gw.hashKV(21),
+    });
+  } finally {
+    await etcd.stop();
+  }
+}
+
+async function main(args: string[]): Promise<void> {
+  const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+  const out = args[0] ?? join(root, "fixtures", "db");
+  mkdirSync(out, { recursive: true });
+  const dir = mkdtempSync(join(tmpdir(), "gen-db-fixtures-"));
+  stopOnSignal();
+  try {
+    await mainScenario(join(dir, "main"), out);
+    await historyScenario(dir, out, "a");
+    await historyScenario(dir, out, "b");
+    for await (const e of Deno.readDir(out)) {
+      if (e.name.endsWith(".db")) await recordStatus(join(out, e.name));
+    }
+    console.error(`==> Fixtures written to ${out}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.main) await main(Deno.args);
