@@ -5,6 +5,7 @@
 
 import { $ as zx$, type Shell as ZxShell } from "zx";
 import { setTimeout as sleepTimer } from "node:timers/promises";
+import { type DbReader, nativeReader } from "./copies.ts";
 
 /** zx `$` called with options: what tasks run commands with. */
 export type Shell = ZxShell;
@@ -24,6 +25,8 @@ export interface Deps {
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** Aborted by Ctrl-C / SIGTERM. */
   signal: AbortSignal;
+  /** Reads etcd db files (native; tests pass a fake). */
+  db: DbReader;
   /** Caps every call's deadline (tests make "hangs" end in milliseconds). */
   callDeadlineCapMs?: number;
 }
@@ -67,5 +70,6 @@ export function realDeps(): Deps {
     now: () => Date.now(),
     sleep: (ms, signal) => sleepTimer(ms, undefined, { signal }),
     signal: controller.signal,
+    db: nativeReader,
   };
 }

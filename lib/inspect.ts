@@ -9,7 +9,9 @@ import { RefusedError } from "./errors.ts";
 import { existsSync, readdirSync } from "node:fs";
 import { copyFile, type Manifest, MANIFEST_FILE, readManifest, verifyCopy } from "./manifest.ts";
 import { SEED_VAR } from "./talosctl.ts";
-import { type CopyStatus, pickSeed, type SeedChoice, toolStatus } from "./snapshot.ts";
+import { pickSeed, type SeedChoice } from "./snapshot.ts";
+import { compareHistories, type CopyStatus, readCopy } from "./copies.ts";
+import type { CopyComparison } from "./etcd_db_compare.ts";
 import { isValidNode } from "./nodes.ts";
 
 export interface CopyRow {
@@ -25,6 +27,8 @@ export interface Inspection {
   manifest: Manifest;
   rows: CopyRow[];
   choice?: SeedChoice;
+  /** How the readable copies' key histories compare (two or more copies). */
+  comparison?: CopyComparison;
 }
 
 /**
@@ -61,7 +65,7 @@ export async function inspectCopies(
       : { ok: false as const, reason: "no copy" };
     if (!check.ok) return { node, file, intact: false, problem: check.reason };
     try {
-      const status = await copyStatus(ctx, node, file);
+      const status = await readCopy(ctx, node, file);
       return { node, file, intact: true, status };
     } catch (error) {
       return { node, file, intact: true, problem: (error as Error).message };
@@ -76,11 +80,20 @@ export async function inspectCopies(
     node: r.node,
     revision: r.status!.revision,
   }));
-  const inspection = {
+  const comparison = await compareHistories(
+    ctx,
+    rows.flatMap((r) => r.status ? [{ node: r.node, file: r.file, status: r.status }] : []),
+  ).catch((error) => {
+    ctx.log.warn(`the copies' histories could not be compared: ${(error as Error).message}`);
+    return undefined;
+  });
+  const inspection: Inspection = {
     manifest: manifest ?? { version: 1 as const, nodes, copies: {}, failures: {} },
     rows,
     choice: pickSeed(readable, nodes),
+    comparison,
   };
+  reportAgreement(ctx, inspection);
   ctx.journal.record({
     type: "fact",
     key: "copies",
@@ -88,6 +101,8 @@ export async function inspectCopies(
       node: r.node,
       revision: r.status?.revision,
       totalKey: r.status?.totalKey,
+      alarms: r.status?.alarms.map((a) => a.type),
+      agrees: agreement(inspection, r.node),
       intact: r.intact,
       error: r.problem,
     })),
@@ -115,12 +130,29 @@ export function resolveSeed(ctx: Ctx, insp: Inspection): string {
       { hint: `the best copy is "${best.seed}" at revision ${best.revision}` },
     );
   }
-  if (row.status.revision < best.revision) {
+  const majorityChoice = insp.comparison?.highestDisagrees &&
+    insp.comparison.majorityPick?.node === seed;
+  if (row.status.revision < best.revision && !majorityChoice) {
     const message =
       `Seed "${seed}" has revision ${row.status.revision}, but "${best.seed}" has ${best.revision}`;
     if (!ctx.opts.force) {
       throw new RefusedError(`${message}: restoring it would lose the newer writes`, {
         hint: `use --seed ${best.seed}, or pass --force to restore the older copy anyway`,
+      });
+    }
+    ctx.log.warn(`${message}; going on because of --force`);
+  }
+  const cmp = insp.comparison;
+  if (cmp?.highestDisagrees && cmp.majorityPick && seed !== cmp.majorityPick.node) {
+    const message = `The copy of "${seed}" disagrees with the majority (${
+      cmp.majority!.nodes.join(", ")
+    }) on the history they all hold (revisions ${
+      cmp.range.sinceRevision + 1
+    }-${cmp.range.uptoRevision})`;
+    if (!ctx.opts.force) {
+      throw new RefusedError(`${message}: it may be the member that diverged`, {
+        hint:
+          `the majority points to "${cmp.majorityPick.node}" (revision ${cmp.majorityPick.revision}): use --seed ${cmp.majorityPick.node}, or --force to restore "${seed}" anyway`,
       });
     }
     ctx.log.warn(`${message}; going on because of --force`);
@@ -183,7 +215,33 @@ function copiesOnDisk(out: string): string[] {
     .filter((node) => isValidNode(node) && existsSync(join(out, copyFile(node))));
 }
 
-/** What a copy holds, read by the status tool. */
-function copyStatus(ctx: Ctx, node: string, file: string): Promise<CopyStatus> {
-  return toolStatus(ctx, node, file);
+/** "yes" (in the majority or all agree), "no", or "-" (not compared) for `node`. */
+export function agreement(insp: Inspection, node: string): string {
+  const cmp = insp.comparison;
+  const row = insp.rows.find((r) => r.node === node);
+  if (!cmp || !row?.status) return "-";
+  if (cmp.allAgree) return "yes";
+  if (!cmp.majority) return "split";
+  return cmp.majority.nodes.includes(node) ? "yes" : "no";
+}
+
+function reportAgreement(ctx: Ctx, insp: Inspection): void {
+  const cmp = insp.comparison;
+  if (!cmp) return;
+  const range = `revisions ${cmp.range.sinceRevision + 1}-${cmp.range.uptoRevision}`;
+  if (cmp.allAgree) {
+    ctx.log.ok(`every copy agrees on the history they all hold (${range})`);
+  } else if (cmp.highestDisagrees) {
+    ctx.log.warn(
+      `the highest-revision copy ("${cmp.highest.node}") DISAGREES with the majority (${
+        cmp.majority!.nodes.join(", ")
+      }) on ${range}; the majority points to "${cmp.majorityPick?.node}"`,
+    );
+  } else {
+    ctx.log.warn(
+      `the copies do not all agree on ${range}: ${
+        cmp.groups.map((g) => g.nodes.join("+")).join(" vs ")
+      }`,
+    );
+  }
 }

@@ -51,7 +51,7 @@ export function quorum(n: number): number {
 
 /** A warning for an even member count, or undefined. */
 export function evenCountWarning(nodes: string[]): string | undefined {
-  if (nodes.length % 2 !== 0) return undefined;
+  if (nodes.length === 0 || nodes.length % 2 !== 0) return undefined;
   return `${nodes.length} control-plane nodes is an even count: quorum is ${
     quorum(nodes.length)
   }, so it tolerates no more failures than ${nodes.length - 1} nodes would`;

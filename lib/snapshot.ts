@@ -9,7 +9,7 @@ import type { Ctx } from "./context.ts";
 import { runCommand } from "./talosctl.ts";
 import { tail } from "./parse.ts";
 
-export interface CopyStatus {
+export interface ToolStatus {
   hash: number;
   revision: number;
   /** Meaning differs: every bucket entry (etcd ≤ 3.5) or distinct live keys (3.6+). */
@@ -28,7 +28,7 @@ export class StatusToolError extends Error {}
  * Parses `snapshot status -w json` without `JSON.parse` numbers: every integer field is read
  * as text and must fit a safe integer, so an id-sized value is never silently rounded.
  */
-export function parseSnapshotStatusJson(text: string): Omit<CopyStatus, "source"> {
+export function parseSnapshotStatusJson(text: string): Omit<ToolStatus, "source"> {
   const field = (name: string): number => {
     const m = text.match(new RegExp(`"${name}"\\s*:\\s*(-?\\d+)`));
     if (!m) throw new StatusToolError(`no "${name}" in snapshot status output: ${tail(text, 2)}`);
@@ -49,7 +49,7 @@ export function parseSnapshotStatusJson(text: string): Omit<CopyStatus, "source"
 }
 
 /** Runs etcdutl (or etcdctl 3.4) on one file. */
-export async function toolStatus(ctx: Ctx, node: string, file: string): Promise<CopyStatus> {
+export async function toolStatus(ctx: Ctx, node: string, file: string): Promise<ToolStatus> {
   const tools: { argv: string[]; env?: Record<string, string> }[] = [
     { argv: [ctx.opts.etcdutl ?? "etcdutl", "snapshot", "status", file, "-w", "json"] },
   ];

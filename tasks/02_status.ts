@@ -1,10 +1,13 @@
 /**
  * Step 2 — status: what each copy holds, and which node is the seed.
  *
- * What:     checks each copy's sha256 against OUT/manifest.json, reads revision, keys, size
- *           and hash with `etcdutl snapshot status FILE -w json` (or etcdctl 3.4 with
- *           ETCDCTL_API=3), and picks the seed: the highest revision, nothing else (hashes of
- *           copies taken at the same moment differ between members).
+ * What:     checks each copy's sha256 against OUT/manifest.json, reads it with the native
+ *           reader (revision, keys, size, hash, alarms stored inside, integrity), and, when
+ *           etcdutl (or etcdctl 3.4 with ETCDCTL_API=3) is installed, reads it with that too
+ *           and reports any disagreement loudly. Compares the copies' key history over the
+ *           revisions they all hold. The seed is the highest revision (hashes of copies taken
+ *           at the same moment differ between members), unless that copy disagrees with the
+ *           majority: then wipe and recover refuse it without --force.
  * Changes:  nothing.
  * Output:   a table on stderr for people; the seed's address alone on stdout (or --json), so
  *           `SEED=$(deno task status …)` works.
@@ -16,7 +19,7 @@ import { type Ctx, step } from "../lib/context.ts";
 import type { Deps } from "../lib/deps.ts";
 import { StepError } from "../lib/errors.ts";
 import { humanizeBytes } from "../lib/humanize.ts";
-import { inspectCopies, type Inspection } from "../lib/inspect.ts";
+import { agreement, inspectCopies, type Inspection } from "../lib/inspect.ts";
 import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
 import { printPlan } from "../lib/confirm.ts";
 import { shellLine } from "../lib/talosctl.ts";
@@ -66,36 +69,63 @@ export function statusPlan(ctx: Ctx): string[] {
 }
 
 export function statusTable(insp: Inspection): string {
-  const header = ["NODE", "REVISION", "KEYS", "SIZE", "HASH", "INTACT", "NOTE"];
+  const header = ["NODE", "REVISION", "KEYS", "SIZE", "HASH", "ALARMS", "INTACT", "AGREES", "NOTE"];
   const rows = insp.rows.map((r) => [
     r.node,
     r.status ? String(r.status.revision) : "-",
     r.status ? String(r.status.totalKey) : "-",
     r.status ? humanizeBytes(r.status.totalSize) : "-",
     r.status ? r.status.hash.toString(16).padStart(8, "0") : "-",
+    r.status ? [...new Set(r.status.alarms.map((a) => a.type))].join(",") || "-" : "-",
     !r.intact ? "no" : insp.manifest.copies[r.node] ? "yes" : "unverified",
-    r.problem ?? (r.node === insp.choice?.seed ? "seed" : ""),
+    agreement(insp, r.node),
+    r.problem ??
+      [r.node === insp.choice?.seed ? "seed" : "", r.status?.crossCheck ?? ""].filter(Boolean)
+        .join("; "),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   return [header, ...rows].map((cells) =>
     cells.map((c, i) => c.padEnd(widths[i])).join("   ").trimEnd()
-  )
-    .join("\n");
+  ).join("\n");
 }
 
 export function statusJson(insp: Inspection) {
+  const cmp = insp.comparison;
   return {
     seed: insp.choice?.seed ?? null,
     revision: insp.choice?.revision ?? null,
+    agreement: cmp
+      ? {
+        range: cmp.range,
+        allAgree: cmp.allAgree,
+        groups: cmp.groups.map((g) => ({ historyHash: g.historyHash, nodes: g.nodes })),
+        highestDisagrees: cmp.highestDisagrees,
+        majorityPick: cmp.majorityPick?.node ?? null,
+      }
+      : null,
     copies: insp.rows.map((r) => ({
       node: r.node,
       file: r.file,
       intact: r.intact,
+      verified: Boolean(insp.manifest.copies[r.node]),
       sha256: insp.manifest.copies[r.node]?.sha256 ?? null,
-      ...(r.status ?? {}),
+      agrees: agreement(insp, r.node),
       problem: r.problem ?? null,
+      crossCheck: r.status?.crossCheck ?? null,
+      ...(r.status
+        ? {
+          ...plain(r.status.db),
+          totalKey: r.status.totalKey, // as the etcd that wrote it counts (table KEYS)
+          totalKeyEntries: r.status.db.totalKey, // every bucket entry (etcd ≤ 3.5)
+        }
+        : {}),
     })),
   };
+}
+
+/** A reading with bigints as decimal strings, for JSON. */
+function plain(db: object): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(db, (_k, v) => typeof v === "bigint" ? v.toString() : v));
 }
 
 export function main(args: string[], deps?: Deps): Promise<number> {

@@ -45,6 +45,16 @@ for (const count of [5, 7]) {
     };
     const members = { cmd: T(SEED, "etcd", "members"), stdout: membersOf(nodes) };
     const others = nodes.filter((n) => n !== SEED);
+    const extra = Object.fromEntries(
+      nodes.slice(3).map((n) => [n, {
+        hash: 175980177,
+        revision: 1843001,
+        totalKeyLive: 8118,
+        totalKey: 8127,
+        totalSize: 48230400,
+        version: "3.6.0",
+      }]),
+    );
     const w = fakeWorld([
       ...preflightRecs(nodes),
       ...extractRecs(out, nodes),
@@ -66,7 +76,7 @@ for (const count of [5, 7]) {
       ...nodes.map((n) => rec.addresses(n, n === "192.168.53.13")),
       rec.kubectlAbsent(),
       rec.kubectlAbsent(),
-    ]);
+    ], { dbs: extra });
     const code = await recover(
       ["--nodes", nodes.join(","), "--vip", VIP, "--out", out, "--yes"],
       w.deps,

@@ -11,6 +11,8 @@ import { PassThrough } from "node:stream";
 import { readFileSync } from "node:fs";
 import { $ as zx$ } from "zx";
 import type { Deps, Shell } from "../lib/deps.ts";
+import type { DbReader } from "../lib/copies.ts";
+import { type DbStatus, EtcdDbError } from "../lib/etcd_db.ts";
 
 export interface Recording {
   /** The exact command line, e.g. `talosctl -e 10.0.0.1 -n 10.0.0.1 service etcd`. */
@@ -108,6 +110,81 @@ export class Replay {
   }
 }
 
+/** What the fake reader says of one node's copy (fields of `DbStatus`, plus its history hash). */
+export type FakeDb = Partial<DbStatus> & { historyHash?: number };
+
+/**
+ * A strict fake of the native db reader: a copy at `…/db.NODE/db` reads as that node's
+ * captured `etcdutl snapshot status` (fixtures/talosctl), or as `dbs[NODE]`; any other file
+ * is "not an etcd db". Every copy has the same key history unless `historyHash` says otherwise.
+ */
+export function fakeDbReader(dbs: Record<string, FakeDb> = {}): DbReader {
+  const nodeOf = (path: string) => path.match(/db\.([^/]+)\/db$/)?.[1] ?? "";
+  const read = (path: string): FakeDb & DbStatus => {
+    const node = nodeOf(path);
+    let base: Partial<DbStatus> = {};
+    try {
+      const j = JSON.parse(fx(`etcdutl-snapshot-status.${node}.json.txt`));
+      base = {
+        hash: j.hash,
+        revision: j.revision,
+        totalKeyLive: j.totalKey,
+        totalKey: j.totalKey + 9,
+        totalSize: j.totalSize,
+        version: j.version,
+      };
+    } catch {
+      if (!dbs[node]) throw new EtcdDbError(path, [`no fake db for "${path}"`]);
+    }
+    return {
+      path,
+      hash: 0,
+      revision: 0,
+      totalKey: 0,
+      totalKeyLive: 0,
+      totalSize: 0,
+      fileSize: 0,
+      version: "",
+      consistentIndex: 0n,
+      term: 0n,
+      scheduledCompactRev: 0,
+      finishedCompactRev: 0,
+      alarms: [{
+        memberId: "15187180991711508585",
+        memberIdHex: "d2c3b4a596877869",
+        type: "CORRUPT",
+        typeCode: 2,
+      }],
+      members: [],
+      removedMembers: [],
+      clusterVersion: "3.6.0",
+      leases: 0,
+      buckets: {},
+      pageSize: 4096,
+      meta: { slot: 0, txid: 1n },
+      metaPages: [],
+      warnings: [],
+      ...base,
+      ...dbs[node],
+    };
+  };
+  return {
+    status: (path) => Promise.resolve().then(() => read(path)),
+    history: (path, uptoRevision, sinceRevision) =>
+      Promise.resolve().then(() => {
+        const db = read(path);
+        return {
+          hash: db.historyHash ?? 0x5eed,
+          sinceRevision,
+          uptoRevision,
+          entries: uptoRevision - sinceRevision,
+          revision: db.revision,
+          compactRevision: 0,
+        };
+      }),
+  };
+}
+
 export interface FakeWorld {
   deps: Deps;
   replay: Replay;
@@ -129,7 +206,12 @@ export interface FakeWorld {
  */
 export function fakeWorld(
   recordings: Recording[],
-  options: { answers?: string[]; env?: Record<string, string>; terminal?: boolean } = {},
+  options: {
+    answers?: string[];
+    env?: Record<string, string>;
+    terminal?: boolean;
+    dbs?: Record<string, FakeDb>;
+  } = {},
 ): FakeWorld {
   const replay = new Replay(recordings);
   const out: string[] = [];
@@ -156,6 +238,7 @@ export function fakeWorld(
       return Promise.resolve();
     },
     signal: interrupts.signal,
+    db: fakeDbReader(options.dbs),
   };
   return {
     deps,

@@ -19,7 +19,7 @@ Deno.test("status reads copies put in OUT by hand (no manifest), marked unverifi
   assert.match(w.stderr(), /no manifest\.json in .*: the copies are read but not verified/);
   assert.match(
     w.stderr(),
-    /192\.168\.53\.11\s+1843517\s+8123\s+48 MB\s+5f8c3a1b\s+unverified\s+seed/,
+    /192\.168\.53\.11\s+1843517\s+8123\s+48 MB\s+5f8c3a1b\s+CORRUPT\s+unverified\s+yes\s+seed/,
   );
 });
 

@@ -199,9 +199,12 @@ Deno.test("status: the seed (highest revision) is printed alone on stdout, the t
   w.replay.assertDone();
   assert.equal(w.replay.callsMatching(/^etcdutl snapshot status /).length, 3);
   assert.equal(w.stdout(), `${SEED}\n`);
-  assert.match(w.stderr(), /NODE +REVISION +KEYS +SIZE +HASH +INTACT +NOTE/);
-  assert.match(w.stderr(), /192\.168\.53\.11 +1843517 +8123 +48 MB +5f8c3a1b +yes +seed/);
-  assert.match(w.stderr(), /192\.168\.53\.12 +1843290 +8118 +48 MB +0a7d3e91 +yes/);
+  assert.match(w.stderr(), /NODE +REVISION +KEYS +SIZE +HASH +ALARMS +INTACT +AGREES +NOTE/);
+  assert.match(
+    w.stderr(),
+    /192\.168\.53\.11 +1843517 +8123 +48 MB +5f8c3a1b +CORRUPT +yes +yes +seed; etcdutl agrees/,
+  );
+  assert.match(w.stderr(), /192\.168\.53\.12 +1843290 +8118 +48 MB +0a7d3e91 +CORRUPT +yes/);
   assert.match(w.stderr(), /ok: seed: 192\.168\.53\.11 \(revision 1843517\)/);
 });
 
@@ -257,13 +260,13 @@ Deno.test("status: etcdutl failing on one file shows the problem in its row; the
   assert.equal(w.stdout(), `${SEED}\n`);
   assert.match(
     w.stderr(),
-    /192\.168\.53\.12 +- +- +- +- +yes +etcdutl cannot read ".*db\.192\.168\.53\.12\/db": Error: failed to open database: invalid database/,
+    /192\.168\.53\.12 +- +- +- +- +- +yes +- +etcdutl cannot read ".*db\.192\.168\.53\.12\/db": Error: failed to open database: invalid database/,
   );
   const copies = journal(out).findLast((e) => e.type === "fact" && e.key === "copies");
   assert.ok(copies?.type === "fact");
   const row12 = (copies.value as { node: string; error?: string }[]).find((c) => c.node === N12);
   assert.match(row12?.error ?? "", /invalid database/);
-  assert.match(report(out), /\| 192\.168\.53\.12 \| - \| - \| .*invalid database \|/);
+  assert.match(report(out), /\| 192\.168\.53\.12 \| - \| - \| .*invalid database.* \|/);
 });
 
 Deno.test("status --json prints one JSON document carrying every node and the seed", async () => {
@@ -286,7 +289,7 @@ Deno.test("status --json prints one JSON document carrying every node and the se
     assert.equal(c.sha256, m.copies[c.node].sha256, c.node);
     assert.equal(c.intact, true);
     assert.equal(c.problem, null);
-    assert.equal(c.source, "etcdutl");
+    assert.equal(c.crossCheck, "etcdutl agrees");
   }
   assert.doesNotMatch(w.stdout(), /^192\.168\.53\.11$/m, "no bare seed line mixed into the JSON");
 });

@@ -1,0 +1,103 @@
+/**
+ * What one copy holds, read natively (`lib/etcd_db.ts`), cross-checked with etcdutl/etcdctl
+ * when one is installed (a disagreement is reported loudly), and whether the copies agree on
+ * their common key history (the highest-revision copy may be the one that diverged).
+ */
+
+import type { Ctx } from "./context.ts";
+import type { DbAlarm, DbStatus, KeyHistoryHash } from "./etcd_db.ts";
+import { keyHistoryHash, readStatus } from "./etcd_db.ts";
+import { commonHistoryRange, compareCopies, type CopyComparison } from "./etcd_db_compare.ts";
+import { StatusToolError, toolStatus } from "./snapshot.ts";
+
+/** The reader, as a dependency: tests replace it like they replace `$`. */
+export interface DbReader {
+  status(path: string): Promise<DbStatus>;
+  history(path: string, uptoRevision: number, sinceRevision: number): Promise<KeyHistoryHash>;
+}
+
+export const nativeReader: DbReader = {
+  status: readStatus,
+  history: keyHistoryHash,
+};
+
+export interface CopyStatus {
+  hash: number;
+  revision: number;
+  /** As the etcd that wrote it counts: every bucket entry (≤ 3.5) or live keys (3.6+). */
+  totalKey: number;
+  totalSize: number;
+  /** Storage version ("" before 3.6). */
+  version: string;
+  /** Alarms stored in the copy: they come back with it. */
+  alarms: DbAlarm[];
+  compactRevision: number;
+  /** The full reading, for --json. */
+  db: DbStatus;
+  /** What etcdutl/etcdctl said, when installed: "agrees", or the disagreement. */
+  crossCheck?: string;
+}
+
+/** Reads one copy natively; runs etcdutl/etcdctl too when present and compares. */
+export async function readCopy(ctx: Ctx, node: string, file: string): Promise<CopyStatus> {
+  const db = await ctx.deps.db.status(file);
+  const status: CopyStatus = {
+    hash: db.hash,
+    revision: db.revision,
+    totalKey: db.version !== "" ? db.totalKeyLive : db.totalKey,
+    totalSize: db.totalSize,
+    version: db.version,
+    alarms: db.alarms,
+    compactRevision: Math.max(db.scheduledCompactRev, db.finishedCompactRev),
+    db,
+  };
+  try {
+    const tool = await toolStatus(ctx, node, file);
+    const diffs = [
+      tool.revision !== db.revision ? `revision ${tool.revision} ≠ ${db.revision}` : "",
+      tool.hash !== db.hash ? `hash ${tool.hash.toString(16)} ≠ ${db.hash.toString(16)}` : "",
+      tool.totalSize !== db.totalSize ? `size ${tool.totalSize} ≠ ${db.totalSize}` : "",
+      ![db.totalKey, db.totalKeyLive].includes(tool.totalKey)
+        ? `keys ${tool.totalKey} ≠ ${db.totalKey}/${db.totalKeyLive}`
+        : "",
+    ].filter(Boolean);
+    status.crossCheck = diffs.length === 0
+      ? `${tool.source} agrees`
+      : `${tool.source} DISAGREES: ${diffs.join(", ")}`;
+    if (diffs.length > 0) {
+      ctx.log.warn(
+        `${node}: ${tool.source} and the native reader DISAGREE on ${file}: ${diffs.join(", ")}`,
+      );
+    }
+  } catch (error) {
+    if (!(error instanceof StatusToolError)) throw error;
+    if (/not found/.test(error.message) && !/cannot read/.test(error.message)) {
+      status.crossCheck = undefined; // no tool installed: the reader alone
+    } else {
+      // Talos restores with etcdutl: a copy it cannot read cannot be restored
+      throw new StatusToolError(
+        `${error.message} (the native reader did read it; the restore uses etcdutl)`,
+      );
+    }
+  }
+  return status;
+}
+
+/**
+ * Hashes every readable copy's key history over the range all of them hold and groups them.
+ * Undefined with fewer than two copies.
+ */
+export async function compareHistories(
+  ctx: Ctx,
+  copies: { node: string; file: string; status: CopyStatus }[],
+): Promise<CopyComparison | undefined> {
+  if (copies.length < 2) return undefined;
+  const range = commonHistoryRange(copies.map((c) => c.status));
+  if (range.uptoRevision <= range.sinceRevision) return undefined;
+  const histories = await Promise.all(copies.map(async (c) => ({
+    node: c.node,
+    revision: c.status.revision,
+    history: await ctx.deps.db.history(c.file, range.uptoRevision, range.sinceRevision),
+  })));
+  return compareCopies(histories);
+}
