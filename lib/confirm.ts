@@ -5,7 +5,7 @@
  */
 
 import type { Ctx } from "./context.ts";
-import { DeclinedError, RecoveryError } from "./errors.ts";
+import { DeclinedError, InterruptedError, RecoveryError } from "./errors.ts";
 
 /** Not a failure: the plan was printed instead of running (exit 0). */
 export class PlanPrinted extends RecoveryError {
@@ -30,7 +30,19 @@ export async function confirm(ctx: Ctx, action: string, plan: () => string[]): P
       { hint: "review it, then run again with --yes" },
     );
   }
-  const answer = await ctx.deps.ask(`About to ${action}. Continue? [y/N] `);
+  // Ctrl-C at the prompt ends the run at once: the answer is not waited for
+  const interrupted = new Promise<never>((_, reject) => {
+    const stop = () => reject(new InterruptedError(`Interrupted at the prompt: did not ${action}`));
+    if (ctx.deps.signal.aborted) stop();
+    else ctx.deps.signal.addEventListener("abort", stop, { once: true });
+  });
+  const answer = await Promise.race([
+    ctx.deps.ask(`About to ${action}. Continue? [y/N] `),
+    interrupted,
+  ]);
+  if (ctx.deps.signal.aborted) {
+    throw new InterruptedError(`Interrupted at the prompt: did not ${action}`);
+  }
   if (!/^(y|yes)$/i.test((answer ?? "").trim())) {
     throw new DeclinedError(`Declined: did not ${action}`);
   }

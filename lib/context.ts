@@ -34,7 +34,7 @@ export function createCtx(task: string, opts: Options, deps: Deps): Ctx {
       color: deps.isTerminal && deps.env.NO_COLOR === undefined,
     }),
     journal: new Journal(opts.out, task, { enabled: !opts.dryRun, now: deps.now }),
-    clusterState: "unchanged: nothing has been sent to the nodes that changes them",
+    clusterState: "unchanged by this run: it sent the nodes nothing that changes them",
     wipeLabels: new Map(),
     steps: [],
   };

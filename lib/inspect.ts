@@ -8,11 +8,12 @@ import type { Ctx } from "./context.ts";
 import { RefusedError } from "./errors.ts";
 import { existsSync, readdirSync } from "node:fs";
 import { copyFile, type Manifest, MANIFEST_FILE, readManifest, verifyCopy } from "./manifest.ts";
-import { SEED_VAR } from "./talosctl.ts";
+import { SEED_VAR, shellLine } from "./talosctl.ts";
 import { pickSeed, type SeedChoice } from "./snapshot.ts";
 import { compareHistories, type CopyStatus, readCopy } from "./copies.ts";
 import type { CopyComparison } from "./etcd_db_compare.ts";
 import { isValidNode } from "./nodes.ts";
+import { readProgress } from "./resume.ts";
 
 export interface CopyRow {
   node: string;
@@ -185,11 +186,36 @@ export function checkEveryCopy(ctx: Ctx, insp: Inspection): void {
   ctx.log.warn(`going on without a usable copy from ${list} because of --force`);
 }
 
-/** `--seed`, or the highest revision among the copies in OUT. */
-export async function seedOf(ctx: Ctx): Promise<string> {
-  if (ctx.opts.seed) return ctx.opts.seed;
+/**
+ * The seed for steps 4-8: the one earlier steps recorded in OUT/journal.jsonl (a different
+ * `--seed` is refused without --force: rebooting or disarming the wrong node breaks the restored
+ * cluster), else `--seed` or the highest revision, under the same rules as wipe. Without
+ * copies in OUT (a step run on its own) `--seed` is taken as given, unless `strict`.
+ */
+export async function seedOf(ctx: Ctx, options: { strict?: boolean } = {}): Promise<string> {
+  const recorded = readProgress(ctx.opts.out).seed;
+  if (
+    !recorded && ctx.opts.seed && !options.strict &&
+    !existsSync(join(ctx.opts.out, MANIFEST_FILE))
+  ) {
+    return ctx.opts.seed; // no copies to check it against: the operator's word
+  }
+  if (recorded && (!ctx.opts.seed || ctx.opts.seed === recorded)) {
+    ctx.log.info(`seed: ${recorded} (recorded in ${join(ctx.opts.out, "journal.jsonl")})`);
+    return recorded;
+  }
+  if (recorded && !ctx.opts.force) {
+    throw new RefusedError(
+      `--seed ${ctx.opts.seed} differs from the seed the earlier steps used, ${recorded} (recorded in ${
+        join(ctx.opts.out, "journal.jsonl")
+      })`,
+      { hint: `use --seed ${recorded} (or leave it out); --force to use ${ctx.opts.seed} anyway` },
+    );
+  }
   const seed = resolveSeed(ctx, await inspectCopies(ctx));
-  ctx.log.info(`seed: ${seed} (highest revision in ${ctx.opts.out}; pass --seed to name it)`);
+  if (!ctx.opts.seed) {
+    ctx.log.info(`seed: ${seed} (highest revision in ${ctx.opts.out}; pass --seed to name it)`);
+  }
   return seed;
 }
 
@@ -203,7 +229,7 @@ export function planSeed(ctx: Ctx): { seed: string; lines: string[] } {
   ];
   return {
     seed: SEED_VAR,
-    lines: [`SEED=$(deno task status ${args.join(" ")})  # highest revision`],
+    lines: [`SEED=$(deno task status ${shellLine(args)})  # highest revision`],
   };
 }
 

@@ -12,6 +12,7 @@ import { evenCountWarning } from "./nodes.ts";
 import { writeReport } from "./report.ts";
 import { CommandError } from "./errors.ts";
 import { tail } from "./parse.ts";
+import { shellLine } from "./talosctl.ts";
 
 export interface TaskDef {
   name: string;
@@ -26,12 +27,12 @@ export interface TaskDef {
 
 /** Builds the `deno task X …` command that repeats or continues a run. */
 export function taskCommand(task: string, opts: Options, extra: string[] = []): string {
-  const parts = ["deno task", task, "--nodes", opts.nodes.join(",")];
+  const parts = ["--nodes", opts.nodes.join(",")];
   if (opts.seed) parts.push("--seed", opts.seed);
   if (opts.vip) parts.push("--vip", opts.vip);
   parts.push("--out", opts.out);
   if (opts.talosconfig) parts.push("--talosconfig", opts.talosconfig);
-  return [...parts, ...extra].join(" ");
+  return ["deno task", task, shellLine([...parts, ...extra])].join(" ");
 }
 
 /** Runs a task with `args`; returns the exit code (never throws). */
@@ -76,6 +77,7 @@ export async function runTask(
     ctx.journal.record({ type: "end", exitCode: code, ...(failure ? { error: failure } : {}) });
     const path = writeReport(opts.out);
     if (code !== EXIT_OK || def.name === "recover") ctx.log.info(`report: ${path}`);
+    if (code === EXIT_OK && ctx.continueWith) ctx.log.info(`next: ${ctx.continueWith}`);
   }
   return code;
 }

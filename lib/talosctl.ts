@@ -6,7 +6,6 @@
  * before they run, pasteable. Every call is journaled and has a deadline.
  */
 
-import { quote } from "zx";
 import type { Ctx } from "./context.ts";
 import { CommandError, InterruptedError, StepError } from "./errors.ts";
 import { tail } from "./parse.ts";
@@ -62,9 +61,13 @@ export function shellLine(argv: string[]): string {
 /** Marks the seed in plans printed before the seed is known: `SEED=$(deno task status)`. */
 export const SEED_VAR = "$SEED";
 
-/** One word for bash; a word holding `$SEED` is double-quoted so the variable expands. */
+/**
+ * One word for bash, quoted only when it needs it; a word holding `$SEED` is double-quoted so
+ * the variable expands.
+ */
 export function shellWord(word: string): string {
-  if (!word.includes(SEED_VAR)) return quote(word);
+  if (/^[A-Za-z0-9_./:,=@%+-]+$/.test(word)) return word;
+  if (!word.includes(SEED_VAR)) return `'${word.replaceAll("'", `'\\''`)}'`;
   return `"${word.replace(/[\\"`]/g, "\\$&").replace(/\$(?!SEED)/g, "\\$")}"`;
 }
 
@@ -89,6 +92,7 @@ export async function runCommand(
   options: CallOptions,
 ): Promise<RunResult> {
   const line = shellLine(argv);
+  if (ctx.deps.signal.aborted) throw new InterruptedError(`Interrupted before running: ${line}`);
   if (options.mutating || options.echo) ctx.log.command(line);
   const timeoutMs = Math.min(
     options.timeoutMs ?? CALL_TIMEOUT_MS,

@@ -68,7 +68,8 @@ export function statusPlan(ctx: Ctx): string[] {
   ];
 }
 
-export function statusTable(insp: Inspection): string {
+/** The table for people; `seed` (default: the highest revision) is marked in NOTE. */
+export function statusTable(insp: Inspection, seed = insp.choice?.seed): string {
   const header = ["NODE", "REVISION", "KEYS", "SIZE", "HASH", "ALARMS", "INTACT", "AGREES", "NOTE"];
   const rows = insp.rows.map((r) => [
     r.node,
@@ -80,7 +81,7 @@ export function statusTable(insp: Inspection): string {
     !r.intact ? "no" : insp.manifest.copies[r.node] ? "yes" : "unverified",
     agreement(insp, r.node),
     r.problem ??
-      [r.node === insp.choice?.seed ? "seed" : "", r.status?.crossCheck ?? ""].filter(Boolean)
+      [r.node === seed ? "seed" : "", r.status?.crossCheck ?? ""].filter(Boolean)
         .join("; "),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));

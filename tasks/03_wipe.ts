@@ -30,6 +30,7 @@ import {
 import { poll } from "../lib/poll.ts";
 import { parallelPlan, shellLine, sub, talos, talosArgv } from "../lib/talosctl.ts";
 import { tail } from "../lib/parse.ts";
+import { readProgress } from "../lib/resume.ts";
 import { preflight } from "../lib/preflight.ts";
 import { statusTable } from "./02_status.ts";
 
@@ -60,8 +61,22 @@ export const task: TaskDef = {
  * the cluster not healthy. Returns the seed.
  */
 export async function checkBeforeWipe(ctx: Ctx): Promise<string> {
+  const done = readProgress(ctx.opts.out).done;
+  if (done.has("bootstrap")) {
+    const message = `${ctx.opts.out}/journal.jsonl records a bootstrap that succeeded (${
+      done.get("bootstrap")
+    }): wiping now destroys the restored etcd`;
+    if (!ctx.opts.force) {
+      throw new RefusedError(`Refusing to wipe: ${message}`, {
+        hint: `continue with ${
+          taskCommand("recover", ctx.opts, ["--yes"])
+        } (it resumes); --force only to start over`,
+      });
+    }
+    ctx.log.warn(`${message}; wiping anyway because of --force`);
+  }
   const insp = await inspectCopies(ctx);
-  ctx.log.raw(statusTable(insp));
+  ctx.log.raw(statusTable(insp, ctx.opts.seed));
   const seed = resolveSeed(ctx, insp);
   checkEveryCopy(ctx, insp);
   ctx.log.ok(

@@ -36,7 +36,7 @@ export const task: TaskDef = {
   usage: "  deno task bootstrap --nodes A,B,C [--seed N] [--out DIR] [--yes] [--timeout 10m]",
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, bootstrapPlan(ctx));
-    const seed = await seedOf(ctx);
+    const seed = await seedOf(ctx, { strict: true });
     const file = await verifiedSeedCopy(ctx, seed);
     await confirm(ctx, `bootstrap etcd on ${seed} from ${file}`, () => bootstrapPlan(ctx));
     await step(
@@ -116,14 +116,14 @@ export async function bootstrap(ctx: Ctx, seed: string, file: string): Promise<v
       if (look.kind === "up" && look.info.state === "Failed") {
         ctx.clusterState =
           `the restore FAILED on ${seed}; it may have left files in /var/lib/etcd; the other nodes are wiped`;
-        ctx.continueWith = `deno task wipe --nodes ${seed} --out ${ctx.opts.out} --force --yes && ${
-          taskCommand("bootstrap", ctx.opts, ["--seed", seed, "--yes"])
-        }`;
+        ctx.continueWith = `${
+          taskCommand("wipe", { ...ctx.opts, nodes: [seed], seed: undefined }, ["--force", "--yes"])
+        } && ${taskCommand("bootstrap", ctx.opts, ["--seed", seed, "--yes"])}`;
         throw new StepError(`The restore failed on "${seed}": ${lastEvent(look.info)}`, {
           hint: "a failed restore leaves files behind: reset the seed again before retrying",
         });
       }
-      if (look.kind === "up" && look.info.state === "Running" && look.info.health !== "Fail") {
+      if (look.kind === "up" && look.info.state === "Running" && look.info.health === "OK") {
         return { done: true, value: undefined };
       }
       return { done: false, state: describe(look) };

@@ -15,7 +15,7 @@
 
 import { type Ctx, SKIPPED, step } from "../lib/context.ts";
 import type { Deps } from "../lib/deps.ts";
-import { StepError } from "../lib/errors.ts";
+import { RefusedError, StepError } from "../lib/errors.ts";
 import { planSeed, seedOf } from "../lib/inspect.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
@@ -43,6 +43,18 @@ export async function rejoin(ctx: Ctx, seed: string): Promise<void> {
   const todo = others.filter((n) => !done.has(n));
   for (const n of others.filter((n) => done.has(n))) ctx.log.ok(`${n}: rejoined in an earlier run`);
   if (todo.length === 0) return;
+  const look = await lookAtEtcd(ctx, seed, "rejoin");
+  if (look.kind !== "up" || look.info.state !== "Running" || look.info.health !== "OK") {
+    throw new RefusedError(
+      `etcd on the seed "${seed}" is ${
+        describe(look)
+      }: rejoin reboots every other node, so the seed must be the node whose etcd runs`,
+      {
+        hint:
+          "check --seed (the node that was bootstrapped), or wait until its etcd is Running with HEALTH OK",
+      },
+    );
+  }
   await confirm(ctx, `reboot ${todo.join(", ")} one at a time`, () => rejoinPlan(ctx));
   for (const [i, node] of todo.entries()) {
     await step(

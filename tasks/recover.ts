@@ -22,6 +22,7 @@ import type { Deps } from "../lib/deps.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
 import { readManifest } from "../lib/manifest.ts";
+import { planSeed } from "../lib/inspect.ts";
 import { preflight } from "../lib/preflight.ts";
 import { describeProgress, type Progress, readProgress } from "../lib/resume.ts";
 import { RefusedError } from "../lib/errors.ts";
@@ -58,8 +59,13 @@ export const task: TaskDef = {
 export async function recover(ctx: Ctx): Promise<void> {
   const { nodes, out } = ctx.opts;
   const progress = readProgress(out);
-  if (!ctx.opts.force && (progress.done.has("wipe") || progress.done.has("bootstrap"))) {
-    return await resume(ctx, progress);
+  if (progress.done.has("wipe") || progress.done.has("bootstrap")) {
+    if (!ctx.opts.force) return await resume(ctx, progress);
+    ctx.log.warn(
+      `${out}/journal.jsonl records ${
+        describeProgress(progress, ["wipe", "bootstrap", "disarm"])
+      }: --force starts over and wipes again`,
+    );
   }
   await step(ctx, "preflight", "Pre-flight checks", () => preflight(ctx, "preflight"));
   await step(
@@ -188,9 +194,7 @@ export function recoverPlan(ctx: Ctx): string[] {
     ...extractPlan(ctx),
     "",
     ...statusPlan(ctx),
-    ...(ctx.opts.seed
-      ? []
-      : [`SEED=$(deno task status --out ${ctx.opts.out} --nodes ${ctx.opts.nodes.join(",")})`]),
+    ...planSeed(ctx).lines,
     "",
     ...wipePlan(ctx),
     "",

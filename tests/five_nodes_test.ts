@@ -64,6 +64,7 @@ for (const count of [5, 7]) {
       ...waitRecs(),
       ...bootstrapRecs(out),
       ...disarmRecs(),
+      rec.service(SEED, "service-etcd.running-ok.txt"),
       ...others.flatMap((n) => [
         rec.reboot(n),
         rec.refused(n),

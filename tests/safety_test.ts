@@ -145,7 +145,7 @@ Deno.test("recover --dry-run prints every step with the real values and runs not
   for (const n of NODES) {
     assert.ok(
       plan.includes(
-        `${T(n, "cp", "/var/lib/etcd/member/snap/db")} $'/srv/incident 42/etcd/db.${n}.partial'`,
+        `${T(n, "cp", "/var/lib/etcd/member/snap/db")} '/srv/incident 42/etcd/db.${n}.partial'`,
       ),
     );
     assert.ok(
@@ -166,7 +166,7 @@ Deno.test("recover --dry-run prints every step with the real values and runs not
     plan.includes(
       `${
         T("192.168.53.10", "bootstrap")
-      } $'--recover-from=/srv/incident 42/etcd/db.192.168.53.10/db' --recover-skip-hash-check`,
+      } '--recover-from=/srv/incident 42/etcd/db.192.168.53.10/db' --recover-skip-hash-check`,
     ),
   );
   assert.ok(plan.includes(T("192.168.53.10", "etcd", "alarm", "disarm")));

@@ -5,7 +5,7 @@
  * output of fixtures/talosctl/.
  */
 
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
@@ -188,14 +188,16 @@ export const disarmRecs = (seed = SEED) => [
   rec.alarms(seed, "etcd-alarm-list.empty.txt"),
 ];
 /** Each other node: reboot, down, learner, healthy; the seed lists it as a voter. */
-export const rejoinRecs = (seed = SEED, nodes = NODES) =>
-  nodes.filter((n) => n !== seed).flatMap((n) => [
+export const rejoinRecs = (seed = SEED, nodes = NODES) => [
+  rec.service(seed, "service-etcd.running-ok.txt"), // the seed runs before anyone is rebooted
+  ...nodes.filter((n) => n !== seed).flatMap((n) => [
     rec.reboot(n),
     rec.refused(n),
     rec.service(n, "service-etcd.running-learner.txt"),
     rec.service(n, "service-etcd.running-ok.joined.txt"),
     rec.members(seed, "etcd-members.txt"),
-  ]);
+  ]),
+];
 /** Every check passes; kubectl is not installed. */
 export const verifyRecs = (seed = SEED, nodes = NODES, vipHolder = SEED) => [
   rec.members(seed, "etcd-members.txt"),
@@ -232,3 +234,17 @@ export const interruptedAtBootstrap = (out: string, interrupt: () => void) => {
     boot[1],
   ];
 };
+/** OUT/journal.jsonl as the safety step of wipe leaves it: the seed recorded. */
+export function recordSeed(out: string, seed = SEED): void {
+  appendFileSync(
+    join(out, "journal.jsonl"),
+    JSON.stringify({
+      ts: "2026-11-24T09:59:00.000Z",
+      task: "wipe",
+      type: "fact",
+      key: "seed",
+      value: seed,
+    }) +
+      "\n",
+  );
+}

@@ -20,6 +20,7 @@ import {
   NODES_FLAG,
   preflightRecs,
   rec,
+  recordSeed,
   rejoinRecs,
   SEED,
   statusRecs,
@@ -149,6 +150,7 @@ Deno.test("extract: a re-run copies only the missing node and leaves intact copi
 Deno.test("extract: an earlier copy whose bytes changed is not overwritten and is reported", async () => {
   const out = tempOut();
   makeCopies(out);
+  recordSeed(out);
   const file = join(out, `db.${N10}`, "db");
   writeFileSync(file, "bit rot in the copy");
   const w = fakeWorld([]);
@@ -175,6 +177,7 @@ Deno.test({
   fn: async () => {
     const out = tempOut();
     makeCopies(out);
+    recordSeed(out);
     const original = manifest(out).copies[N10];
     writeFileSync(join(out, `db.${N10}`, "db"), "bit rot in the copy");
     assert.equal(await extract([...NODES_FLAG, "--out", out], fakeWorld([]).deps), 1);
@@ -193,6 +196,7 @@ Deno.test({
 Deno.test("status: the seed (highest revision) is printed alone on stdout, the table on stderr", async () => {
   const out = tempOut();
   makeCopies(out);
+  recordSeed(out);
   const w = fakeWorld(statusRecs(out));
   const code = await status([...NODES_FLAG, "--out", out], w.deps);
   assert.equal(code, 0, w.stderr());
@@ -211,6 +215,7 @@ Deno.test("status: the seed (highest revision) is printed alone on stdout, the t
 Deno.test("status: without etcdutl it falls back to etcdctl with ETCDCTL_API=3", async () => {
   const out = tempOut();
   makeCopies(out);
+  recordSeed(out);
   const file = (n: string) => join(out, `db.${n}`, "db");
   const w = fakeWorld(NODES.flatMap((n) => [
     rec.etcdutl(out, n, {
@@ -244,6 +249,7 @@ Deno.test("status: without etcdutl it falls back to etcdctl with ETCDCTL_API=3",
 Deno.test("status: etcdutl failing on one file shows the problem in its row; the seed comes from the others", async () => {
   const out = tempOut();
   makeCopies(out);
+  recordSeed(out);
   const w = fakeWorld([
     rec.etcdutl(out, N10),
     rec.etcdutl(out, SEED),
@@ -272,6 +278,7 @@ Deno.test("status: etcdutl failing on one file shows the problem in its row; the
 Deno.test("status --json prints one JSON document carrying every node and the seed", async () => {
   const out = tempOut();
   makeCopies(out);
+  recordSeed(out);
   const w = fakeWorld(statusRecs(out));
   const code = await status([...NODES_FLAG, "--out", out, "--json"], w.deps);
   assert.equal(code, 0, w.stderr());
@@ -304,6 +311,7 @@ const beforeReset = (
 Deno.test("wipe: a reset failing on one node exits 1 naming it; the other nodes were reset", async () => {
   const out = tempOut();
   makeCopies(out);
+  recordSeed(out);
   const w = fakeWorld([
     ...beforeReset(out),
     rec.reset(N10),
@@ -341,6 +349,7 @@ Deno.test({
   fn: async () => {
     const out = tempOut();
     makeCopies(out);
+    recordSeed(out);
     const w = fakeWorld([
       ...beforeReset(out),
       rec.reset(N10),
@@ -357,6 +366,7 @@ Deno.test({
 Deno.test("wipe: a node that never goes down hits the deadline, saying what, how often, how long, last state", async () => {
   const out = tempOut();
   makeCopies(out);
+  recordSeed(out);
   const w = fakeWorld([
     ...beforeReset(out),
     ...NODES.map((n) => rec.reset(n)),
@@ -392,6 +402,7 @@ Deno.test("wipe: a node that never goes down hits the deadline, saying what, how
 Deno.test("wipe without --yes and without a terminal prints the plan on stdout, exits 0, resets nothing", async () => {
   const out = tempOut();
   makeCopies(out);
+  recordSeed(out);
   const w = fakeWorld(beforeReset(out));
   const code = await wipe([...NODES_FLAG, "--out", out], w.deps);
   assert.equal(code, 0, w.stderr());
@@ -414,6 +425,7 @@ Deno.test("wipe without --yes and without a terminal prints the plan on stdout, 
 Deno.test("wipe on a terminal answered n exits 3 and resets nothing", async () => {
   const out = tempOut();
   makeCopies(out);
+  recordSeed(out);
   const w = fakeWorld(beforeReset(out), { answers: ["n"], env: { NO_COLOR: "1" } });
   const code = await wipe([...NODES_FLAG, "--out", out], w.deps);
   assert.equal(code, 3, w.stderr());
@@ -431,6 +443,7 @@ Deno.test("wipe on a terminal answered n exits 3 and resets nothing", async () =
 Deno.test("wipe on a terminal answered y resets every node and waits until each is wiped", async () => {
   const out = tempOut();
   makeCopies(out);
+  recordSeed(out);
   const w = fakeWorld([...beforeReset(out), ...wipeRecs()], {
     answers: ["y"],
     env: { NO_COLOR: "1" },
@@ -497,6 +510,7 @@ const bootstrapArgs = (out: string) => [
 Deno.test("bootstrap: retries while the node is not ready yet, then succeeds", async () => {
   const out = tempOut();
   makeCopies(out);
+  recordSeed(out);
   const notYet = (fixture: string) =>
     rec.bootstrap(out, SEED, { stdout: "", stderr: fxFor(fixture, SEED), code: 1 });
   const w = fakeWorld([
@@ -527,6 +541,7 @@ Deno.test("bootstrap: retries while the node is not ready yet, then succeeds", a
 Deno.test("bootstrap: exit 0 then etcd Failed is a failure carrying the last event", async () => {
   const out = tempOut();
   makeCopies(out);
+  recordSeed(out);
   const w = fakeWorld([
     rec.service(SEED, "service-etcd.preparing.txt"),
     rec.bootstrap(out, SEED),
@@ -550,6 +565,7 @@ Deno.test("bootstrap: exit 0 then etcd Failed is a failure carrying the last eve
 Deno.test("bootstrap: 'etcd data directory is not empty' fails at once with the wipe hint", async () => {
   const out = tempOut();
   makeCopies(out);
+  recordSeed(out);
   const w = fakeWorld([
     rec.service(SEED, "service-etcd.preparing.txt"),
     rec.bootstrap(out, SEED, {
@@ -577,6 +593,7 @@ Deno.test("bootstrap: 'etcd data directory is not empty' fails at once with the 
 Deno.test("bootstrap: a seed copy changed since extraction is refused with exit 2, no bootstrap", async () => {
   const out = tempOut();
   makeCopies(out);
+  recordSeed(out);
   const file = join(out, `db.${SEED}`, "db");
   const body = readFileSync(file, "utf8");
   writeFileSync(file, body.replace("raw", "RAW")); // same size, other bytes
@@ -639,6 +656,7 @@ Deno.test("disarm: no alarm listed exits 0 without a disarm call", async () => {
 Deno.test("rejoin: a learner never promoted ends at the deadline mentioning the learner", async () => {
   const out = tempOut();
   const w = fakeWorld([
+    rec.service(SEED, "service-etcd.running-ok.txt"),
     rec.reboot(N10),
     rec.refused(N10),
     ...repeat(rec.service(N10, "service-etcd.running-learner.txt"), 20),
@@ -647,7 +665,10 @@ Deno.test("rejoin: a learner never promoted ends at the deadline mentioning the 
   assert.equal(code, 1, w.stderr());
   w.replay.assertDone();
   assert.deepEqual(w.replay.callsMatching(/ reboot /), [T(N10, "reboot", "--wait=false")]);
-  assert.equal(attempts(w.stderr()), w.replay.callsMatching(/ service etcd$/).length);
+  assert.equal(
+    attempts(w.stderr()),
+    w.replay.callsMatching(/-e 192\.168\.53\.10 .*service etcd$/).length,
+  );
   assert.match(
     w.stderr(),
     /error: Timed out waiting for "192\.168\.53\.10" to rejoin as a healthy voting member: deadline 1m \(checked every 5s, \d+ times over [0-9ms]+; last state: Running \(HEALTH Fail\): etcdserver: rpc not supported for learner — a learner, waiting for promotion\)/,
@@ -660,6 +681,7 @@ Deno.test("rejoin: a learner never promoted ends at the deadline mentioning the 
 Deno.test("rejoin: a node the seed still lists as learner is not done, even with HEALTH OK", async () => {
   const out = tempOut();
   const w = fakeWorld([
+    rec.service(SEED, "service-etcd.running-ok.txt"),
     rec.reboot(N10),
     rec.refused(N10),
     ...repeat(rec.service(N10, "service-etcd.running-ok.joined.txt"), 20),
