@@ -4,7 +4,17 @@
  */
 
 import type { Ctx } from "./context.ts";
-import { isUnreachable, parseMembers, parseServiceInfo, type ServiceInfo, tail } from "./parse.ts";
+import {
+  type Alarm,
+  isUnreachable,
+  type Member,
+  memberForNode,
+  parseAlarms,
+  parseMembers,
+  parseServiceInfo,
+  type ServiceInfo,
+  tail,
+} from "./parse.ts";
 import { commandFailure, sub, talos } from "./talosctl.ts";
 
 /** Interval between two looks at a node's etcd service. */
@@ -48,21 +58,50 @@ export function lastEvent(info: ServiceInfo): string {
   return info.events[0]?.message ?? "(no events)";
 }
 
+/** What the cluster's etcd says of itself, asked of the first node that answers. */
+export interface ClusterView {
+  node: string;
+  alarms: Alarm[];
+  /** Undefined when `etcd members` failed on that node. */
+  members?: Member[];
+}
+
 /**
- * Is the cluster healthy (no alarms, every node a voting member)? Asked on `node`.
- * Returns the evidence when it is, undefined when it is not or cannot be told.
+ * Asks `etcd alarm list` (then `etcd members`) of each node in turn, `first` first, until one
+ * answers. Undefined when none does (etcd answers nowhere: not healthy, and nothing to list).
  */
-export async function healthyEvidence(
+export async function askCluster(
   ctx: Ctx,
-  node: string,
-  nodes: string[],
+  first: string,
   step: string,
-): Promise<string | undefined> {
-  const alarms = await talos(ctx, node, sub.alarmList(), { step });
-  if (alarms.code !== 0 || alarms.stdout.trim() !== "") return undefined;
-  const members = await talos(ctx, node, sub.members(), { step });
-  if (members.code !== 0) return undefined;
-  const list = parseMembers(members.stdout);
+): Promise<ClusterView | undefined> {
+  const order = [first, ...ctx.opts.nodes.filter((n) => n !== first)];
+  for (const node of order) {
+    const alarms = await talos(ctx, node, sub.alarmList(), { step });
+    if (alarms.code !== 0) continue;
+    const members = await talos(ctx, node, sub.members(), { step });
+    return {
+      node,
+      alarms: parseAlarms(alarms.stdout),
+      members: members.code === 0 ? parseMembers(members.stdout) : undefined,
+    };
+  }
+  return undefined;
+}
+
+/** The evidence that the cluster is healthy (no alarm, every node a voter), or undefined. */
+export function healthyEvidence(
+  view: ClusterView | undefined,
+  nodes: string[],
+): string | undefined {
+  if (!view || view.alarms.length > 0 || !view.members) return undefined;
+  const list = view.members;
   if (list.length < nodes.length || list.some((m) => m.learner)) return undefined;
-  return `"${node}" lists no alarms and ${list.length} voting members`;
+  return `"${view.node}" lists no alarms and ${list.length} voting members`;
+}
+
+/** Members whose peer URL names no node of `nodes` (`id (host)`). */
+export function membersOutside(view: ClusterView | undefined, nodes: string[]): string[] {
+  return (view?.members ?? []).filter((m) => !nodes.some((n) => memberForNode([m], n)))
+    .map((m) => `${m.hostname || m.id} (${m.peerUrls.join(",")})`);
 }

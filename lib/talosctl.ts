@@ -32,7 +32,6 @@ export const sub = {
   alarmList: () => ["etcd", "alarm", "list"],
   alarmDisarm: () => ["etcd", "alarm", "disarm"],
   members: () => ["etcd", "members"],
-  etcdStatus: () => ["etcd", "status"],
   reboot: () => ["reboot", "--wait=false"],
   addresses: () => ["get", "addresses"],
   version: () => ["version"],

@@ -21,9 +21,11 @@ import { checkEveryCopy, inspectCopies, resolveSeed } from "../lib/inspect.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
 import {
+  askCluster,
   describe,
   healthyEvidence,
   lookAtEtcd,
+  membersOutside,
   SERVICE_POLL_MS,
   startedWithin,
 } from "../lib/cluster.ts";
@@ -84,7 +86,24 @@ export async function checkBeforeWipe(ctx: Ctx): Promise<string> {
       insp.rows.find((r) => r.node === seed)?.status?.revision
     }`,
   );
-  const healthy = await healthyEvidence(ctx, seed, ctx.opts.nodes, "safety");
+  const view = await askCluster(ctx, seed, "safety");
+  const outside = membersOutside(view, ctx.opts.nodes);
+  if (outside.length > 0) {
+    const message = `etcd lists members that are not in --nodes: ${outside.join(", ")}`;
+    if (!ctx.opts.force) {
+      throw new RefusedError(
+        `Refusing to wipe: ${message}; such a node would keep the old cluster, and its copy was not read`,
+        {
+          hint: "add the node to --nodes (and extract again), or --force if it is gone for good",
+        },
+      );
+    }
+    ctx.log.warn(`${message}; going on because of --force`);
+  }
+  if (view && !view.members) {
+    ctx.log.warn(`could not list etcd members: not checked that --nodes names them all`);
+  }
+  const healthy = healthyEvidence(view, ctx.opts.nodes);
   if (healthy) {
     if (!ctx.opts.force) {
       throw new RefusedError(`Refusing to wipe a healthy cluster: ${healthy}`, {

@@ -21,7 +21,7 @@ import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
 import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "../lib/cluster.ts";
 import { Journal } from "../lib/journal.ts";
-import { memberForNode, parseMembers } from "../lib/parse.ts";
+import { isLearnerRpc, memberForNode, parseMembers } from "../lib/parse.ts";
 import { poll } from "../lib/poll.ts";
 import { commandFailure, shellLine, sub, talos, talosArgv, talosOk } from "../lib/talosctl.ts";
 
@@ -103,7 +103,7 @@ async function rejoinOne(ctx: Ctx, seed: string, node: string): Promise<typeof S
         });
       }
       if (look.info.state !== "Running" || look.info.health !== "OK") {
-        const learner = /learner/.test(look.info.lastHealthMessage ?? "")
+        const learner = isLearnerRpc(look.info.lastHealthMessage ?? "")
           ? " — a learner, waiting for promotion"
           : "";
         return { done: false, state: `${describe(look)}${learner}` };

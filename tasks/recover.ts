@@ -124,6 +124,7 @@ async function fromDisarm(ctx: Ctx, seed: string): Promise<void> {
   ctx.continueWith = taskCommand("verify", ctx.opts);
   await step(ctx, "verify", "Verifying the control plane", () => verify(ctx, seed));
   ctx.continueWith = undefined;
+  ctx.clusterState = `recovered: etcd restored from ${seed}, every node a voter, no alarm`;
   ctx.log.ok(`recovered: etcd restored from ${seed} and running on ${ctx.opts.nodes.join(", ")}`);
 }
 

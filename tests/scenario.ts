@@ -160,9 +160,10 @@ export const preflightRecs = (nodes = NODES) =>
 export const extractRecs = (out: string, nodes = NODES) => nodes.map((n) => rec.cp(out, n));
 /** status on every copy. */
 export const statusRecs = (out: string, nodes = NODES) => nodes.map((n) => rec.etcdutl(out, n));
-/** The preflight's health question on a broken cluster: the CORRUPT alarm is listed. */
+/** The safety step's questions on a broken cluster: the CORRUPT alarm is listed; 3 members. */
 export const brokenClusterRecs = (seed = SEED) => [
   rec.alarms(seed, "etcd-alarm-list.corrupt.txt"),
+  rec.members(seed, "etcd-members.txt"),
 ];
 /** Reset everywhere; each node goes down, then comes back Preparing. */
 export const wipeRecs = (nodes = NODES) => [

@@ -10,6 +10,7 @@ import { main as wipe } from "../tasks/03_wipe.ts";
 import { main as recover } from "../tasks/recover.ts";
 import { fakeWorld } from "./replay.ts";
 import {
+  brokenClusterRecs,
   fullRecoveryRecs,
   makeCopies,
   NODES_FLAG,
@@ -77,11 +78,7 @@ Deno.test("wipe refuses after a bootstrap succeeded (journal), pointing to recov
 Deno.test("Ctrl-C at the [y/N] prompt exits 130 at once and resets nothing", async () => {
   const out = tempOut();
   makeCopies(out);
-  const w = fakeWorld([
-    ...preflightRecs(),
-    ...statusRecs(out),
-    rec.alarms(SEED, "etcd-alarm-list.corrupt.txt"),
-  ], {
+  const w = fakeWorld([...preflightRecs(), ...statusRecs(out), ...brokenClusterRecs()], {
     terminal: true,
   });
   w.deps.ask = () => {
@@ -109,4 +106,19 @@ Deno.test("the dry-run of every step is valid bash with a space and a quote in -
     const result = await check.output();
     assert.equal(result.code, 0, `${w.stdout()}\n${new TextDecoder().decode(result.stderr)}`);
   }
+});
+
+Deno.test("wipe refuses when etcd lists a member that is not in --nodes", async () => {
+  const out = tempOut();
+  const two = ["192.168.53.10", SEED];
+  makeCopies(out, two);
+  const w = fakeWorld([...preflightRecs(two), ...statusRecs(out, two), ...brokenClusterRecs()]);
+  const code = await wipe(["--nodes", two.join(","), "--out", out, "--yes"], w.deps);
+  assert.equal(code, 2);
+  w.replay.assertDone();
+  assert.match(
+    w.stderr(),
+    /etcd lists members that are not in --nodes: talos-cp-3 \(https:\/\/192\.168\.53\.12:2380\)/,
+  );
+  assert.deepEqual(w.replay.callsMatching(/ reset /), []);
 });
