@@ -191,3 +191,17 @@ export function parallelPlan(lines: string[]): string[] {
     'for pid in "${pids[@]}"; do wait "$pid"; done',
   ];
 }
+
+/**
+ * Bash that re-checks `condition` every 5 s until it holds, and fails after `seconds`
+ * saying what it waited for. `condition` may `exit 1` itself on a state that will not pass.
+ */
+export function untilPlan(condition: string, what: string, seconds: number): string {
+  const give = shellWord(`timed out after ${seconds}s waiting for ${what}`);
+  return `deadline=$((SECONDS + ${seconds})); until ${condition}; do [ "$SECONDS" -lt "$deadline" ] || { echo ${give} >&2; exit 1; }; sleep 5; done`;
+}
+
+/** Bash condition: `talosctl service etcd` on the node shows `field` equal to `value`. */
+export function serviceIsPlan(serviceCmd: string, field: string, value: string): string {
+  return `${serviceCmd} 2>/dev/null | grep -Eq '^${field} +${value}'`;
+}

@@ -30,7 +30,15 @@ import {
   startedWithin,
 } from "../lib/cluster.ts";
 import { poll } from "../lib/poll.ts";
-import { parallelPlan, shellLine, sub, talos, talosArgv } from "../lib/talosctl.ts";
+import {
+  parallelPlan,
+  serviceIsPlan,
+  shellLine,
+  sub,
+  talos,
+  talosArgv,
+  untilPlan,
+} from "../lib/talosctl.ts";
 import { tail } from "../lib/parse.ts";
 import { readProgress } from "../lib/resume.ts";
 import { preflight } from "../lib/preflight.ts";
@@ -184,9 +192,11 @@ export function wipePlan(ctx: Ctx): string[] {
     ...parallelPlan(ctx.opts.nodes.map((n) => shellLine(talosArgv(ctx, n, sub.reset())))),
     "# then, for each node, until it came back with an empty etcd:",
     ...ctx.opts.nodes.map((n) =>
-      `until ${
-        shellLine(talosArgv(ctx, n, sub.serviceEtcd()))
-      } 2>/dev/null | grep -Eq '^STATE +Preparing'; do sleep 5; done`
+      untilPlan(
+        serviceIsPlan(shellLine(talosArgv(ctx, n, sub.serviceEtcd())), "STATE", "Preparing"),
+        `${n} to come back wiped (etcd Preparing)`,
+        ctx.opts.timeoutMs / 1000,
+      )
     ),
   ];
 }

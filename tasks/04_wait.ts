@@ -16,7 +16,7 @@ import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
 import { printPlan } from "../lib/confirm.ts";
 import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster.ts";
 import { poll } from "../lib/poll.ts";
-import { shellLine, sub, talosArgv } from "../lib/talosctl.ts";
+import { serviceIsPlan, shellLine, sub, talosArgv, untilPlan } from "../lib/talosctl.ts";
 import { StepError } from "../lib/errors.ts";
 
 export const task: TaskDef = {
@@ -72,9 +72,11 @@ export function waitPlan(ctx: Ctx): string[] {
   return [
     "# Step 4: wait until the seed's etcd is Preparing",
     ...lines,
-    `until ${
-      shellLine(talosArgv(ctx, seed, sub.serviceEtcd()))
-    } 2>/dev/null | grep -Eq '^STATE +Preparing'; do sleep 5; done`,
+    untilPlan(
+      serviceIsPlan(shellLine(talosArgv(ctx, seed, sub.serviceEtcd())), "STATE", "Preparing"),
+      `etcd on ${seed} to be Preparing`,
+      ctx.opts.timeoutMs / 1000,
+    ),
   ];
 }
 

@@ -23,7 +23,16 @@ import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from 
 import { Journal } from "../lib/journal.ts";
 import { isLearnerRpc, memberForNode, parseMembers } from "../lib/parse.ts";
 import { poll } from "../lib/poll.ts";
-import { commandFailure, shellLine, sub, talos, talosArgv, talosOk } from "../lib/talosctl.ts";
+import {
+  commandFailure,
+  serviceIsPlan,
+  shellLine,
+  sub,
+  talos,
+  talosArgv,
+  talosOk,
+  untilPlan,
+} from "../lib/talosctl.ts";
 
 export const task: TaskDef = {
   name: "rejoin",
@@ -130,12 +139,16 @@ export function rejoinPlan(ctx: Ctx): string[] {
       ...(ctx.opts.seed ? [] : [`if [ "${n}" != "$SEED" ]; then`]),
       shellLine(talosArgv(ctx, n, sub.reboot())),
       "sleep 30",
-      `until ${
-        shellLine(talosArgv(ctx, n, sub.serviceEtcd()))
-      } 2>/dev/null | grep -Eq '^HEALTH +OK'; do sleep 5; done`,
-      `until ! ${
-        shellLine(talosArgv(ctx, seed, sub.members()))
-      } | grep -q ' true$'; do sleep 5; done  # no learner left`,
+      untilPlan(
+        serviceIsPlan(shellLine(talosArgv(ctx, n, sub.serviceEtcd())), "HEALTH", "OK"),
+        `etcd on ${n} to be healthy`,
+        ctx.opts.timeoutMs / 1000,
+      ),
+      untilPlan(
+        `m=$(${shellLine(talosArgv(ctx, seed, sub.members()))}) && ! grep -q ' true$' <<<"$m"`,
+        `${n} to be promoted (no learner left)`,
+        ctx.opts.timeoutMs / 1000,
+      ),
       ...(ctx.opts.seed ? [] : ["fi"]),
     ]),
   ];

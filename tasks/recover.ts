@@ -22,6 +22,7 @@ import type { Deps } from "../lib/deps.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
 import { readManifest } from "../lib/manifest.ts";
+import { formatMs } from "../lib/poll.ts";
 import { planSeed } from "../lib/inspect.ts";
 import { preflight } from "../lib/preflight.ts";
 import { describeProgress, type Progress, readProgress } from "../lib/resume.ts";
@@ -75,7 +76,13 @@ export async function recover(ctx: Ctx): Promise<void> {
     async () => {
       const manifest = readManifest(out);
       if (manifest && nodes.every((n) => manifest.copies[n])) {
+        const oldest = Math.min(...nodes.map((n) => Date.parse(manifest.copies[n].copiedAt)));
         ctx.log.ok(`reusing the complete extraction in ${out} (${nodes.length} copies)`);
+        ctx.log.warn(
+          `those copies were made ${formatMs(ctx.deps.now() - oldest)} ago (${
+            new Date(oldest).toISOString()
+          }): anything written since is not in them; extract into a new --out for fresh copies`,
+        );
         return SKIPPED;
       }
       await extract(ctx);
