@@ -197,8 +197,37 @@ async function resume(ctx: Ctx, progress: Progress): Promise<void> {
 
 /** The whole procedure as one bash script. */
 export function recoverPlan(ctx: Ctx): string[] {
+  // what a run with this OUT would do: a resume starts after the steps the journal records
+  const progress = ctx.opts.force ? undefined : readProgress(ctx.opts.out);
+  const seedKnown = { ...ctx, opts: { ...ctx.opts, seed: ctx.opts.seed ?? progress?.seed } };
+  const noSeedLine = (lines: string[]) => lines.filter((l) => !l.startsWith("SEED="));
+  const fromDisarm = [
+    ...noSeedLine(disarmPlan(seedKnown)),
+    "",
+    ...noSeedLine(rejoinPlan(seedKnown)),
+    "",
+    ...verifyPlan(seedKnown),
+  ];
+  const fromWait = [
+    ...noSeedLine(waitPlan(seedKnown)),
+    "",
+    ...noSeedLine(bootstrapPlan(seedKnown)),
+    "",
+    ...fromDisarm,
+  ];
+  const header = `# etcd recovery plan for ${ctx.opts.nodes.join(", ")} (talos-etcd-recovery)`;
+  if (progress?.seed && progress.done.has("bootstrap")) {
+    return [
+      header,
+      `# resuming: ${describeProgress(progress, ["wipe", "bootstrap", "disarm"])}`,
+      ...fromDisarm,
+    ];
+  }
+  if (progress?.seed && progress.done.has("wipe")) {
+    return [header, `# resuming: ${describeProgress(progress, ["wipe"])}`, ...fromWait];
+  }
   return [
-    `# etcd recovery plan for ${ctx.opts.nodes.join(", ")} (talos-etcd-recovery)`,
+    header,
     ...extractPlan(ctx),
     "",
     ...statusPlan(ctx),
@@ -206,15 +235,7 @@ export function recoverPlan(ctx: Ctx): string[] {
     "",
     ...wipePlan(ctx),
     "",
-    ...waitPlan(ctx).filter((l) => !l.startsWith("SEED=")),
-    "",
-    ...bootstrapPlan(ctx).filter((l) => !l.startsWith("SEED=")),
-    "",
-    ...disarmPlan(ctx).filter((l) => !l.startsWith("SEED=")),
-    "",
-    ...rejoinPlan(ctx).filter((l) => !l.startsWith("SEED=")),
-    "",
-    ...verifyPlan(ctx),
+    ...fromWait,
   ];
 }
 

@@ -87,3 +87,19 @@ Deno.test("resume refuses when the live state contradicts the journal", async ()
   assert.match(w.stderr(), /not yet bootstrapped, but its etcd is Running/);
   assert.match(w.stderr(), /--force/);
 });
+
+Deno.test("without a terminal, the plan of a re-run starts where the journal says it resumes", async () => {
+  const out = tempOut();
+  await interruptedRun(out);
+  const w = fakeWorld([]);
+  const code = await recover([...NODES_FLAG, "--vip", VIP, "--out", out], w.deps);
+  assert.equal(code, 0);
+  assert.deepEqual(w.replay.calls, []);
+  const plan = w.stdout();
+  assert.match(plan, /# resuming: wipe done/);
+  assert.doesNotMatch(plan, / reset | cp /);
+  assert.match(
+    plan,
+    /bootstrap --recover-from=.*db\.192\.168\.53\.11\/db --recover-skip-hash-check/,
+  );
+});
