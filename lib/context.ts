@@ -20,6 +20,8 @@ export interface Ctx {
   continueWith?: string;
   /** Labels to wipe per node (default EPHEMERAL); pre-flight adds ETCD for a dedicated partition. */
   wipeLabels: Map<string, string[]>;
+  /** While a poll runs: when it must end (epoch ms); calls inside it end by then too. */
+  pollDeadline?: number;
   /** Steps run in this process, for the report. */
   steps: { step: string; title: string; outcome: string; startedAt: number; durationMs: number }[];
 }

@@ -56,26 +56,36 @@ export async function poll<T>(ctx: Ctx, o: PollOptions<T>): Promise<T> {
   ctx.log.info(
     `waiting for ${o.what} (every ${formatMs(o.intervalMs)}, up to ${formatMs(o.timeoutMs)})`,
   );
-  while (true) {
-    attempts++;
-    const result = await o.check();
-    const elapsed = ctx.deps.now() - started;
-    if (result.done) {
-      ctx.log.ok(`${o.what}: done after ${formatMs(elapsed)}`);
-      return result.value;
+  const owner = ctx.pollDeadline === undefined; // concurrent polls share the first deadline
+  if (owner) ctx.pollDeadline = started + o.timeoutMs;
+  try {
+    return await loop();
+  } finally {
+    if (owner) ctx.pollDeadline = undefined;
+  }
+
+  async function loop(): Promise<T> {
+    while (true) {
+      attempts++;
+      const result = await o.check();
+      const elapsed = ctx.deps.now() - started;
+      if (result.done) {
+        ctx.log.ok(`${o.what}: done after ${formatMs(elapsed)}`);
+        return result.value;
+      }
+      if (result.state !== lastState || ctx.deps.now() - lastReport >= HEARTBEAT_MS) {
+        ctx.log.info(`[${formatMs(elapsed)}] ${result.state}`);
+        lastState = result.state;
+        lastReport = ctx.deps.now();
+      }
+      if (elapsed + o.intervalMs > o.timeoutMs) {
+        throw new DeadlineError(
+          `Timed out waiting for ${o.what}: deadline ${formatMs(o.timeoutMs)} (checked every ${
+            formatMs(o.intervalMs)
+          }, ${attempts} times over ${formatMs(elapsed)}; last state: ${lastState})`,
+        );
+      }
+      await pause(ctx, o.intervalMs);
     }
-    if (result.state !== lastState || ctx.deps.now() - lastReport >= HEARTBEAT_MS) {
-      ctx.log.info(`[${formatMs(elapsed)}] ${result.state}`);
-      lastState = result.state;
-      lastReport = ctx.deps.now();
-    }
-    if (elapsed + o.intervalMs > o.timeoutMs) {
-      throw new DeadlineError(
-        `Timed out waiting for ${o.what}: deadline ${formatMs(o.timeoutMs)} (checked every ${
-          formatMs(o.intervalMs)
-        }, ${attempts} times over ${formatMs(elapsed)}; last state: ${lastState})`,
-      );
-    }
-    await pause(ctx, o.intervalMs);
   }
 }

@@ -14,6 +14,8 @@ import { tail } from "./parse.ts";
 export const ETCD_DB_PATH = "/var/lib/etcd/member/snap/db";
 /** Deadline of one talosctl call that only reads. */
 export const CALL_TIMEOUT_MS = 60_000;
+/** The least time a call inside a poll gets, even at the poll's deadline. */
+export const MIN_CALL_MS = 10_000;
 /** Deadline of one `cp` (a large db over a slow link). */
 export const COPY_TIMEOUT_MS = 15 * 60_000;
 
@@ -93,8 +95,13 @@ export async function runCommand(
   const line = shellLine(argv);
   if (ctx.deps.signal.aborted) throw new InterruptedError(`Interrupted before running: ${line}`);
   if (options.mutating || options.echo) ctx.log.command(line);
+  // a call inside a poll ends with the poll's deadline (but gets at least MIN_CALL_MS)
+  const pollLeft = ctx.pollDeadline !== undefined
+    ? Math.max(ctx.pollDeadline - ctx.deps.now(), MIN_CALL_MS)
+    : Infinity;
   const timeoutMs = Math.min(
     options.timeoutMs ?? CALL_TIMEOUT_MS,
+    pollLeft,
     ctx.deps.callDeadlineCapMs ?? Infinity,
   );
   const deadline = AbortSignal.timeout(timeoutMs);
