@@ -6,6 +6,7 @@
  */
 
 import type { LabState, NodeState } from "./state.ts";
+import type { StatusRow } from "./format.ts";
 
 export interface AlarmInfo {
   /** Decimal member ID. */
@@ -21,19 +22,8 @@ export interface MemberInfo {
   learner: boolean;
 }
 
-export interface EtcdStatusInfo {
-  memberId: string;
-  dbSize: number;
-  dbSizeInUse: number;
-  leader: string;
-  raftIndex: number;
-  raftTerm: number;
-  raftAppliedIndex: number;
-  learner: boolean;
-  protocol: string;
-  storage: string;
-  errors: string[];
-}
+/** One member's `etcd status` figures (the row of `renderStatus` without its node). */
+export type EtcdStatusInfo = Omit<StatusRow, "node">;
 
 export interface SnapshotInfo {
   hash: number;
