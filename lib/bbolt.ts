@@ -23,7 +23,6 @@
  * ```
  */
 
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { RecoveryError } from "./errors.ts";
 
 /** Bytes in a page header: id u64, flags u16, count u16, overflow u32. */
@@ -188,7 +187,7 @@ export class BoltDb {
   readonly metaPages: readonly MetaPage[];
   /** Pages read so far (a page with overflow counts once). */
   pagesRead = 0;
-  #file: FileHandle;
+  #file: Deno.FsFile;
   /** Read-ahead window: bytes [#windowStart, #windowEnd) of the file. */
   #window = new Uint8Array(0);
   #windowStart = 0;
@@ -198,7 +197,7 @@ export class BoltDb {
 
   private constructor(
     path: string,
-    file: FileHandle,
+    file: Deno.FsFile,
     fileSize: number,
     meta: Meta,
     metaPages: MetaPage[],
@@ -216,19 +215,19 @@ export class BoltDb {
    * @throws {EtcdDbError} when the file is missing, too small, not bbolt, or cut short
    */
   static async open(path: string): Promise<BoltDb> {
-    let file: FileHandle;
+    let file: Deno.FsFile;
     try {
       // Stat first: opening a FIFO would block, and a device could never end.
       const info = await Deno.stat(path);
       if (info.isDirectory) throw new EtcdDbError(path, "is a directory");
       if (!info.isFile) throw new EtcdDbError(path, "is not a regular file");
-      file = new FileHandle(openSync(path, "r"));
+      file = await Deno.open(path, { read: true });
     } catch (error) {
       if (error instanceof EtcdDbError) throw error;
       throw new EtcdDbError(path, openProblem(error), { cause: error });
     }
     try {
-      const fileSize = fstatSync(file.fd).size;
+      const fileSize = (await file.stat()).size;
       if (fileSize === 0) throw new EtcdDbError(path, "file is empty (0 bytes)");
       if (fileSize < MIN_FILE_SIZE) {
         throw new EtcdDbError(
@@ -711,13 +710,13 @@ function openProblem(error: unknown): string {
   return `cannot open: ${error instanceof Error ? error.message : String(error)}`;
 }
 
-function readInto(path: string, file: FileHandle, offset: number, into: Uint8Array): void {
+function readInto(path: string, file: Deno.FsFile, offset: number, into: Uint8Array): void {
   try {
-    // positional reads (pread): no seek per page
+    file.seekSync(offset, Deno.SeekMode.Start);
     let done = 0;
     while (done < into.length) {
-      const n = readSync(file.fd, into, done, into.length - done, offset + done);
-      if (n === 0) {
+      const n = file.readSync(into.subarray(done));
+      if (n === null || n === 0) {
         throw new EtcdDbError(
           path,
           `file ends at byte ${offset + done}, ${into.length - done} bytes short of a page`,
@@ -733,15 +732,7 @@ function readInto(path: string, file: FileHandle, offset: number, into: Uint8Arr
   }
 }
 
-/** An open file descriptor (node:fs, for positional reads). */
-class FileHandle {
-  constructor(readonly fd: number) {}
-  close(): void {
-    closeSync(this.fd);
-  }
-}
-
-function readAt(path: string, file: FileHandle, offset: number, length: number): Uint8Array {
+function readAt(path: string, file: Deno.FsFile, offset: number, length: number): Uint8Array {
   const buf = new Uint8Array(length);
   readInto(path, file, offset, buf);
   return buf;
