@@ -22,7 +22,6 @@ import { b64, gw, prefixEnd, unb64 } from "./gateway.ts";
 import { ETCDUTL_WRAPPER, KUBECTL_WRAPPER, TALOSCTL_WRAPPER } from "./paths.ts";
 import { alive, killHard, startedProcs, stopGracefully } from "./proc.ts";
 import {
-  addEvent,
   type Backend,
   DEFAULT_SPEED,
   type KeyPlan,
@@ -35,7 +34,7 @@ import {
   update,
   withLock,
 } from "./state.ts";
-import { bootedRunning, primaryVoters, tick } from "./tick.ts";
+import { bootedRunning, markCrashed, primaryVoters, tick } from "./tick.ts";
 import { serviceView } from "./talosctl.ts";
 
 /** A refusal or bad usage: nothing was changed. */
@@ -345,17 +344,7 @@ export async function breakCluster(
 }
 
 function crash(s: LabState, n: NodeState, now: number) {
-  n.phase = "crashed";
-  n.phaseAt = now;
-  addEvent(
-    n,
-    now,
-    "Waiting",
-    'Error running Containerd(etcd), going to restart forever: task "etcd" failed: exit code 2',
-  );
-  n.health = { ok: false, message: "service not running" };
-  n.healthPending = false;
-  note(s, `${n.label}: etcd stopped`);
+  markCrashed(s, n, now, "etcd stopped");
 }
 
 // ---- faults ------------------------------------------------------------------------------

@@ -85,20 +85,23 @@ export async function tick(s: LabState, be: EtcdBackend, now = Date.now()): Prom
   electVip(s, writable);
 }
 
+/** etcd on `n` stopped: containerd restarts it forever, health fails, the lab notes `why`. */
+export function markCrashed(s: LabState, n: NodeState, now: number, why: string): void {
+  n.phase = "crashed";
+  n.phaseAt = now;
+  addEvent(
+    n,
+    now,
+    "Waiting",
+    'Error running Containerd(etcd), going to restart forever: task "etcd" failed: exit code 2',
+  );
+  n.health = { ok: false, message: "service not running" };
+  n.healthPending = false;
+  note(s, `${n.label}: ${why}`);
+}
+
 async function advanceNode(s: LabState, be: EtcdBackend, n: NodeState, now: number) {
-  if (n.phase === "running" && !be.running(s, n)) {
-    n.phase = "crashed";
-    n.phaseAt = now;
-    addEvent(
-      n,
-      now,
-      "Waiting",
-      'Error running Containerd(etcd), going to restart forever: task "etcd" failed: exit code 2',
-    );
-    n.health = { ok: false, message: "service not running" };
-    n.healthPending = false;
-    note(s, `${n.label}: etcd exited`);
-  }
+  if (n.phase === "running" && !be.running(s, n)) markCrashed(s, n, now, "etcd exited");
   if (n.phase === "down" && n.bootAt !== undefined && now >= n.bootAt) {
     if (n.faults.stuckReset) {
       n.phase = "off";
