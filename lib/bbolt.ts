@@ -4,7 +4,7 @@
  * newer valid one used, the page size taken from the meta (probing for meta page 1 at
  * `1024 << i` when meta page 0 is bad, like bbolt ≥ 1.3.7), branch and leaf pages, overflow
  * pages and inline buckets. The file is never read whole: pages are read with `seek` + `read`
- * (runs of consecutive pages through a 512 KiB read-ahead window) into buffers reused per tree
+ * (runs of consecutive pages through two 256 KiB read-ahead windows) into buffers reused per tree
  * level, and every count, offset and page id is checked before use, so a damaged file gives an
  * {@linkcode EtcdDbError} and never another exception, a loop or a huge allocation.
  *
@@ -54,8 +54,16 @@ export const MAX_BUCKET_NESTING = 16;
 /** Problems kept in a report; the count goes on. */
 const MAX_PROBLEMS = 50;
 const TWO_POW_32 = 0x1_0000_0000;
-/** Read-ahead for sequential page reads. */
-const READ_AHEAD_BYTES = 512 * 1024;
+/** Read-ahead for sequential page reads: WINDOWS windows of READ_AHEAD_BYTES. */
+const READ_AHEAD_BYTES = 256 * 1024;
+const WINDOWS = 2;
+
+/** Bytes [start, end) of the file. */
+interface Window {
+  start: number;
+  end: number;
+  bytes: Uint8Array;
+}
 
 /**
  * A db file that cannot be read, or that fails its integrity check. The message names the file
@@ -188,12 +196,12 @@ export class BoltDb {
   /** Pages read so far (a page with overflow counts once). */
   pagesRead = 0;
   #file: Deno.FsFile;
-  /** Read-ahead window: bytes [#windowStart, #windowEnd) of the file. */
-  #window = new Uint8Array(0);
-  #windowStart = 0;
-  #windowEnd = 0;
+  /** Read-ahead windows, least recently used first. */
+  #windows: Window[] = [];
   /** Where the last read ended: a read starting there is sequential. */
   #lastEnd = -1;
+  /** The file's position (no seek needed to read from there), or -1 when unknown. */
+  #filePos = -1;
 
   private constructor(
     path: string,
@@ -253,27 +261,55 @@ export class BoltDb {
   }
 
   /**
-   * Reads `into.length` bytes at `offset`. A walk mostly reads pages in file order: a small
-   * read that starts where the last one ended refills a 512 KiB read-ahead window and is copied
-   * from it, so a 256 MB file costs hundreds of reads, not sixty thousand. A read after a jump,
-   * or a large one, goes straight to the file.
+   * Reads `into.length` bytes at `offset`: copied from a read-ahead window when one holds them
+   * (see {@linkcode BoltDb.#borrow}), else straight from the file.
    */
   #read(offset: number, into: Uint8Array): void {
-    const end = offset + into.length;
-    if (offset >= this.#windowStart && end <= this.#windowEnd) {
-      into.set(this.#window.subarray(offset - this.#windowStart, end - this.#windowStart));
-    } else if (offset === this.#lastEnd && into.length < READ_AHEAD_BYTES / 2) {
-      const limit = Math.min(this.fileSize, this.meta.pgid * this.pageSize);
-      if (this.#window.length === 0) this.#window = new Uint8Array(READ_AHEAD_BYTES);
-      const size = Math.max(into.length, Math.min(READ_AHEAD_BYTES, limit - offset));
-      readInto(this.path, this.#file, offset, this.#window.subarray(0, size));
-      this.#windowStart = offset;
-      this.#windowEnd = offset + size;
-      into.set(this.#window.subarray(0, into.length));
-    } else {
-      readInto(this.path, this.#file, offset, into);
+    const view = this.#borrow(offset, into.length);
+    if (view) return into.set(view);
+    this.#readFile(offset, into);
+    this.#lastEnd = offset + into.length;
+  }
+
+  /**
+   * The bytes [offset, offset + length) as a view into a read-ahead window, valid until the
+   * next read; undefined when no window holds them. A walk mostly reads pages in file order:
+   * a small read that starts where the last one ended refills the least recently used of
+   * two windows of 256 KiB (small enough to stay in the CPU cache), so a 256 MB file costs about a thousand reads, not sixty thousand,
+   * and a walk that jumps to another subtree and back finds its window still there.
+   */
+  #borrow(offset: number, length: number): Uint8Array | undefined {
+    const end = offset + length;
+    const windows = this.#windows;
+    for (let i = windows.length - 1; i >= 0; i--) {
+      const w = windows[i];
+      if (offset >= w.start && end <= w.end) {
+        if (i !== windows.length - 1) windows.push(windows.splice(i, 1)[0]);
+        this.#lastEnd = end;
+        return w.bytes.subarray(offset - w.start, end - w.start);
+      }
     }
+    if (offset !== this.#lastEnd || length >= READ_AHEAD_BYTES / 2) return undefined;
+    const limit = Math.min(this.fileSize, this.meta.pgid * this.pageSize);
+    const size = Math.max(length, Math.min(READ_AHEAD_BYTES, limit - offset));
+    const w = windows.length < WINDOWS
+      ? { start: 0, end: 0, bytes: new Uint8Array(READ_AHEAD_BYTES) }
+      : windows.shift()!;
+    w.start = w.end = 0;
+    this.#readFile(offset, w.bytes.subarray(0, size));
+    w.start = offset;
+    w.end = offset + size;
+    windows.push(w);
     this.#lastEnd = end;
+    return w.bytes.subarray(0, length);
+  }
+
+  /** Reads from the file, seeking only when it is not already at `offset`. */
+  #readFile(offset: number, into: Uint8Array): void {
+    const here = offset === this.#filePos;
+    this.#filePos = -1;
+    readInto(this.path, this.#file, offset, into, here);
+    this.#filePos = offset + into.length;
   }
 
   /** Notes on the meta pages when one of them is not valid (bbolt then uses the other). */
@@ -290,9 +326,9 @@ export class BoltDb {
 
   /**
    * Reads page `id` with its overflow pages and checks its header: inside the high-water mark,
-   * header id equal to `id`. With `into`, the page is read into the buffer it returns, so a
-   * walk can reuse one buffer per tree level; the page is then valid until that buffer is used
-   * again.
+   * header id equal to `id`. With `into`, a walk can reuse one buffer per tree level: a leaf
+   * page may then be a view into a read-ahead window, valid until the next read, and any other
+   * page is read into the buffer `into` returns, valid until that buffer is used again.
    * @throws {EtcdDbError} naming the page and the problem
    */
   page(id: number, into?: PageBuffer): Page {
@@ -301,10 +337,14 @@ export class BoltDb {
       throw new EtcdDbError(this.path, `page ${id}: out of bounds (high-water mark ${pgid})`);
     }
     const ps = this.pageSize;
-    const first = into ? into(ps) : new Uint8Array(ps);
-    this.#read(id * ps, first);
-    let data = first;
-    let view = new DataView(data.buffer, data.byteOffset, ps);
+    const offset = id * ps;
+    let first = into && this.#borrow(offset, ps);
+    const borrowed = first !== undefined;
+    if (!first) {
+      first = into ? into(ps) : new Uint8Array(ps);
+      this.#read(offset, first);
+    }
+    let view = new DataView(first.buffer, first.byteOffset, ps);
     const headerId = readU64(view, 0);
     if (headerId !== id) {
       throw new EtcdDbError(
@@ -312,30 +352,29 @@ export class BoltDb {
         `page ${id}: header says page ${headerId} (${pageType(view.getUint16(8, true))})`,
       );
     }
+    const flags = view.getUint16(8, true);
     const overflow = view.getUint32(12, true);
-    if (overflow > 0) {
-      if (id + overflow >= pgid) {
-        throw new EtcdDbError(
-          this.path,
-          `page ${id}: ${overflow} overflow pages run past the high-water mark ${pgid}`,
-        );
-      }
-      const size = (overflow + 1) * ps;
+    if (overflow > 0 && id + overflow >= pgid) {
+      throw new EtcdDbError(
+        this.path,
+        `page ${id}: ${overflow} overflow pages run past the high-water mark ${pgid}`,
+      );
+    }
+    const size = (overflow + 1) * ps;
+    let data = first;
+    // A borrowed leaf stays borrowed when its overflow pages are in the same window.
+    const whole = borrowed && flags === LEAF_PAGE &&
+      (overflow === 0 ? first : this.#borrow(offset, size));
+    if (whole) {
+      data = whole;
+    } else if (borrowed || overflow > 0) {
       data = into ? into(size) : new Uint8Array(size);
       if (data.buffer !== first.buffer || data.byteOffset !== first.byteOffset) data.set(first);
-      this.#read((id + 1) * ps, data.subarray(ps));
-      view = new DataView(data.buffer, data.byteOffset, size);
+      if (overflow > 0) this.#read(offset + ps, data.subarray(ps));
     }
+    if (data !== first) view = new DataView(data.buffer, data.byteOffset, size);
     this.pagesRead++;
-    return {
-      id,
-      flags: view.getUint16(8, true),
-      count: view.getUint16(10, true),
-      overflow,
-      data,
-      view,
-      inline: false,
-    };
+    return { id, flags, count: view.getUint16(10, true), overflow, data, view, inline: false };
   }
 
   /**
@@ -710,9 +749,16 @@ function openProblem(error: unknown): string {
   return `cannot open: ${error instanceof Error ? error.message : String(error)}`;
 }
 
-function readInto(path: string, file: Deno.FsFile, offset: number, into: Uint8Array): void {
+/** Reads `into.length` bytes at `offset`; with `here`, the file is already there. */
+function readInto(
+  path: string,
+  file: Deno.FsFile,
+  offset: number,
+  into: Uint8Array,
+  here = false,
+): void {
   try {
-    file.seekSync(offset, Deno.SeekMode.Start);
+    if (!here) file.seekSync(offset, Deno.SeekMode.Start);
     let done = 0;
     while (done < into.length) {
       const n = file.readSync(into.subarray(done));

@@ -27,6 +27,7 @@ import {
   latin1,
   type MetaPage,
 } from "./bbolt.ts";
+import { ByteSet } from "./byte_set.ts";
 import { crc32cUpdate } from "./crc32c.ts";
 
 export { EtcdDbError } from "./bbolt.ts";
@@ -167,7 +168,7 @@ export async function readRevision(path: string): Promise<number> {
 export async function readStatus(path: string): Promise<DbStatus> {
   const db = await BoltDb.open(path);
   try {
-    const { status, findings } = scan(db);
+    const { status, findings } = scan(db, true);
     if (findings.total > 0) throw new EtcdDbError(path, findings.list());
     return status;
   } finally {
@@ -197,7 +198,7 @@ export async function checkIntegrity(path: string): Promise<IntegrityReport> {
     };
   }
   try {
-    const { findings } = scan(db);
+    const { findings } = scan(db, false);
     const problems = findings.list();
     return {
       path,
@@ -268,8 +269,11 @@ export async function keyHistoryHash(
   }
 }
 
-/** One pass over the whole file: hash, counts, etcd metadata, and the page checks. */
-function scan(db: BoltDb): { status: DbStatus; findings: Findings } {
+/**
+ * One pass over the whole file: counts, etcd metadata, and the page checks; with `hashing`,
+ * also `status.hash` (a third of the time: an integrity check alone skips it).
+ */
+function scan(db: BoltDb, hashing: boolean): { status: DbStatus; findings: Findings } {
   const findings = new Findings(db.meta.pgid);
   db.readFreelist(findings);
   const status: DbStatus = {
@@ -296,7 +300,7 @@ function scan(db: BoltDb): { status: DbStatus; findings: Findings } {
     metaPages: db.metaPages,
     warnings: db.metaWarnings(),
   };
-  const live = new Set<string>();
+  const live = new ByteSet();
   let hash = 0;
   const rootEntry: EntryVisitor = (key, _value, flags) => {
     if (!(flags & BUCKET_LEAF_FLAG)) {
@@ -306,17 +310,17 @@ function scan(db: BoltDb): { status: DbStatus; findings: Findings } {
   const counts: (() => void)[] = [];
   const onBucket = (nameBytes: Uint8Array): EntryVisitor => {
     const name = latin1(nameBytes);
-    hash = crc32cUpdate(hash, nameBytes);
+    if (hashing) hash = crc32cUpdate(hash, nameBytes);
     let entries = 0;
     counts.push(() => (status.buckets[name] = entries));
     const decode = bucketDecoder(name, status, live, findings);
     return (key, value, flags) => {
-      hash = crc32cUpdate(hash, key);
+      if (hashing) hash = crc32cUpdate(hash, key);
       entries++;
       // bbolt's ForEach gives a nil value for a sub-bucket.
       if (flags & BUCKET_LEAF_FLAG) decode?.(key, EMPTY);
       else {
-        hash = crc32cUpdate(hash, value);
+        if (hashing) hash = crc32cUpdate(hash, value);
         decode?.(key, value);
       }
     };
@@ -326,7 +330,7 @@ function scan(db: BoltDb): { status: DbStatus; findings: Findings } {
   for (const count of counts) count();
   status.totalKey = Object.values(status.buckets).reduce((a, b) => a + b, 0);
   status.hash = hash;
-  status.totalKeyLive = live.size;
+  status.totalKeyLive = live.live;
   return { status, findings };
 }
 
@@ -334,7 +338,7 @@ function scan(db: BoltDb): { status: DbStatus; findings: Findings } {
 function bucketDecoder(
   name: string,
   status: DbStatus,
-  live: Set<string>,
+  live: ByteSet,
   findings: Findings,
 ): ((key: Uint8Array, value: Uint8Array) => void) | undefined {
   let index = 0;
@@ -354,9 +358,7 @@ function bucketDecoder(
         const problem = revisionKeyProblem(key);
         if (problem) throw new DecodeError(problem);
         status.revision = mainRevision(key);
-        const userKey = latin1(keyValueKey(value));
-        if (key.length === TOMBSTONE_KEY_SIZE) live.delete(userKey);
-        else live.add(userKey);
+        live.mark(keyValueKey(value), key.length !== TOMBSTONE_KEY_SIZE);
       });
     case "meta":
       return guard((key, value) => readMetaEntry(latin1(key), value, status));

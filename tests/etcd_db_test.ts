@@ -17,6 +17,7 @@ import {
   FREELIST_PAGE,
   LEAF_PAGE,
   META_PAGE,
+  pageBuffer,
 } from "../lib/bbolt.ts";
 import { crc32c } from "../lib/crc32c.ts";
 import {
@@ -1038,6 +1039,64 @@ Deno.test("a nested bucket hashes as its key alone and counts once, like bbolt's
   const s = await readStatus(writeDb(tempDir(), "nested.db", built.file));
   assert.equal(s.totalKey, 2);
   assert.equal(s.hash, crc32c(enc.encode("outera1inner")));
+});
+
+/** A synthetic db bigger than the read-ahead windows: buckets alpha, big, zeta. */
+function scatteredDb() {
+  // Buckets placed in the file in the reverse of walk order (every bucket is a jump), one entry
+  // per leaf, values up to 300 KB whose overflow pages straddle window edges.
+  const random = mulberry32(7);
+  const value = (n: number) => Uint8Array.from({ length: n }, () => Math.floor(random() * 256));
+  const spec: Record<string, [string, Uint8Array][]> = {
+    zeta: Array.from({ length: 400 }, (_, i) => [`z${String(i).padStart(4, "0")}`, value(60)]),
+    big: Array.from({ length: 30 }, (_, i) => [
+      `b${String(i).padStart(3, "0")}`,
+      value(1 + Math.floor(random() * 300_000)),
+    ]),
+    alpha: Array.from({ length: 200 }, (_, i) => [`a${String(i).padStart(4, "0")}`, value(900)]),
+  };
+  const buckets: Record<string, SynBucket> = {};
+  for (const [name, entries] of Object.entries(spec)) buckets[name] = { entries, inline: false };
+  return { spec, built: buildDb(buckets, { leafMax: 1, branchMax: 7 }) };
+}
+
+Deno.test("a multi-megabyte file read out of order and with long values reads like a whole-file read", async () => {
+  // Any stale or torn read-ahead window would change the hash or the count.
+  const { spec, built } = scatteredDb();
+  assert.ok(built.file.length > 2_000_000, `only ${built.file.length} bytes`);
+  // What the walk must see: buckets and keys in byte order, each name, key and value once.
+  const expected = Object.keys(spec).sort().flatMap((name) => [
+    enc.encode(name),
+    ...spec[name].flatMap(([k, v]) => [enc.encode(k), v]),
+  ]);
+  const all = new Uint8Array(expected.reduce((n, b) => n + b.length, 0));
+  expected.reduce((at, b) => (all.set(b, at), at + b.length), 0);
+  const path = writeDb(tempDir(), "scattered.db", built.file);
+  const s = await readStatus(path);
+  assert.equal(s.hash, crc32c(all));
+  assert.equal(s.totalKey, 630);
+  assert.deepEqual(s.buckets, { alpha: 200, big: 30, zeta: 400 });
+  assert.equal((await checkIntegrity(path)).ok, true);
+});
+
+Deno.test("a branch page read through the read-ahead window survives the window's reuse", async () => {
+  // A walk holds a branch page while it reads the children: only leaves may stay views into a
+  // window, a branch must be copied into the caller's buffer.
+  const { built } = scatteredDb();
+  const ps = built.pageSize;
+  const branch = built.roots.zeta;
+  const expected = built.file.slice(branch * ps, (branch + 1) * ps);
+  const db = await BoltDb.open(writeDb(tempDir(), "scattered.db", built.file));
+  try {
+    db.page(branch - 1, pageBuffer()); // the next read is sequential: it fills a window
+    const page = db.page(branch, pageBuffer());
+    assert.equal(page.flags, BRANCH_PAGE);
+    const other = pageBuffer();
+    for (let id = 2; id < 2 + (3 * 256 * 1024) / ps; id++) db.page(id, other); // every window
+    assert.deepEqual(page.data, expected);
+  } finally {
+    db.close();
+  }
 });
 
 Deno.test("16 KiB pages with a broken meta page 0 are found by probing, like bbolt 1.3.7+", async () => {
