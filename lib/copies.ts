@@ -6,20 +6,46 @@
 
 import type { Ctx } from "./context.ts";
 import type { DbAlarm, DbStatus, KeyHistoryHash } from "./etcd_db.ts";
-import { keyHistoryHash, readStatus } from "./etcd_db.ts";
-import { commonHistoryRange, compareCopies, type CopyComparison } from "./etcd_db_compare.ts";
+import { keyHistoryHash, readHistorySpan, readStatus } from "./etcd_db.ts";
+import {
+  commonHistoryRange,
+  compareCopies,
+  type CopyComparison,
+  type HistoryRange,
+} from "./etcd_db_compare.ts";
 import { StatusToolError, toolStatus } from "./snapshot.ts";
 
 /** The reader, as a dependency: tests replace it like they replace `$`. */
 export interface DbReader {
-  status(path: string): Promise<DbStatus>;
+  /** Revision and compaction, read fast: enough to choose the range to compare. */
+  span(path: string): Promise<{ revision: number; compactRevision: number }>;
+  /** The whole copy; with `history`, its key-history hash over that range in the same pass. */
+  status(path: string, history?: HistoryRange): Promise<DbStatus>;
+  /** A second pass for the key-history hash, when the range changed after the first. */
   history(path: string, uptoRevision: number, sinceRevision: number): Promise<KeyHistoryHash>;
 }
 
 export const nativeReader: DbReader = {
-  status: readStatus,
+  span: readHistorySpan,
+  status: (path, history) => readStatus(path, { history }),
   history: keyHistoryHash,
 };
+
+/**
+ * The range every copy holds, from the fast reads of `files`; undefined with fewer than two
+ * readable copies or nothing in common. A copy that cannot be read is left out here: its full
+ * read says why.
+ */
+export async function plannedRange(
+  ctx: Ctx,
+  files: readonly string[],
+): Promise<HistoryRange | undefined> {
+  const spans = (await Promise.all(files.map((f) => ctx.deps.db.span(f).catch(() => undefined))))
+    .filter((s) => s !== undefined);
+  if (spans.length < 2) return undefined;
+  const range = commonHistoryRange(spans);
+  return range.uptoRevision > range.sinceRevision ? range : undefined;
+}
 
 export interface CopyStatus {
   hash: number;
@@ -38,9 +64,17 @@ export interface CopyStatus {
   crossCheck?: string;
 }
 
-/** Reads one copy natively; runs etcdutl/etcdctl too when present and compares. */
-export async function readCopy(ctx: Ctx, node: string, file: string): Promise<CopyStatus> {
-  const db = await ctx.deps.db.status(file);
+/**
+ * Reads one copy natively (with its key-history hash over `range`, when given); runs
+ * etcdutl/etcdctl too when present and compares.
+ */
+export async function readCopy(
+  ctx: Ctx,
+  node: string,
+  file: string,
+  range?: HistoryRange,
+): Promise<CopyStatus> {
+  const db = await ctx.deps.db.status(file, range);
   const status: CopyStatus = {
     hash: db.hash,
     revision: db.revision,
@@ -94,10 +128,18 @@ export async function compareHistories(
   if (copies.length < 2) return undefined;
   const range = commonHistoryRange(copies.map((c) => c.status));
   if (range.uptoRevision <= range.sinceRevision) return undefined;
+  // Taken while each copy was read, unless the range changed since (a copy failed its read).
+  const taken = (c: (typeof copies)[number]) => {
+    const h = c.status.db.history;
+    return h?.uptoRevision === range.uptoRevision && h.sinceRevision === range.sinceRevision
+      ? h
+      : undefined;
+  };
   const histories = await Promise.all(copies.map(async (c) => ({
     node: c.node,
     revision: c.status.revision,
-    history: await ctx.deps.db.history(c.file, range.uptoRevision, range.sinceRevision),
+    history: taken(c) ??
+      await ctx.deps.db.history(c.file, range.uptoRevision, range.sinceRevision),
   })));
   return compareCopies(histories);
 }

@@ -28,7 +28,7 @@ import {
   type MetaPage,
 } from "./bbolt.ts";
 import { ByteSet } from "./byte_set.ts";
-import { crc32cUpdate } from "./crc32c.ts";
+import { crc32c, crc32cCombine, crc32cSuffix, crc32cUpdate } from "./crc32c.ts";
 
 export { EtcdDbError } from "./bbolt.ts";
 export type { MetaPage } from "./bbolt.ts";
@@ -100,6 +100,11 @@ export interface DbStatus {
   metaPages: readonly MetaPage[];
   /** Things worth saying that did not stop the read (an invalid meta page). */
   warnings: string[];
+  /**
+   * The key-history hash over the range asked of `readStatus`, taken in the same pass; absent
+   * when none was asked or the range is not in this copy (`keyHistoryHash` says why).
+   */
+  history?: KeyHistoryHash;
 }
 
 /** Integrity verdict of one file. */
@@ -149,30 +154,117 @@ const EMPTY: Uint8Array = new Uint8Array(0);
 export async function readRevision(path: string): Promise<number> {
   const db = await BoltDb.open(path);
   try {
-    const bucket = db.findBucket(db.rootBucket(), KEY_BUCKET);
-    const last = bucket && db.lastEntry(bucket);
-    if (!last) return 0;
-    const problem = revisionKeyProblem(last.key);
-    if (problem) throw new EtcdDbError(path, `bucket "key": last entry ${problem}`);
-    return mainRevision(last.key);
+    return lastRevision(db);
   } finally {
     db.close();
   }
 }
 
 /**
- * Reads the whole file: `snapshot status` figures, etcd metadata, and an integrity check like
- * `tx.Check()` (which etcdctl runs too).
- * @throws {EtcdDbError} when the file cannot be read or fails the check
+ * What a copy's history spans, read fast (the right-most path of `key` and the small `meta`
+ * bucket): enough to choose the range every copy holds before reading any copy whole.
+ * @throws {EtcdDbError} when the file is not a readable etcd db
  */
-export async function readStatus(path: string): Promise<DbStatus> {
+export async function readHistorySpan(
+  path: string,
+): Promise<{ revision: number; compactRevision: number }> {
   const db = await BoltDb.open(path);
   try {
-    const { status, findings } = scan(db, true);
+    const findings = new Findings(db.meta.pgid);
+    const meta = readMetaBucket(db, db.rootBucket(), findings);
     if (findings.total > 0) throw new EtcdDbError(path, findings.list());
+    const compactRevision = Math.max(meta.scheduledCompactRev, meta.finishedCompactRev);
+    return { revision: lastRevision(db), compactRevision };
+  } finally {
+    db.close();
+  }
+}
+
+function lastRevision(db: BoltDb): number {
+  const bucket = db.findBucket(db.rootBucket(), KEY_BUCKET);
+  const last = bucket && db.lastEntry(bucket);
+  if (!last) return 0;
+  const problem = revisionKeyProblem(last.key);
+  if (problem) throw new EtcdDbError(db.path, `bucket "key": last entry ${problem}`);
+  return mainRevision(last.key);
+}
+
+/**
+ * Reads the whole file: `snapshot status` figures, etcd metadata, and an integrity check like
+ * `tx.Check()` (which etcdctl runs too). With `history`, also `status.history`: what
+ * `keyHistoryHash(path, uptoRevision, sinceRevision)` returns, without a second pass.
+ * @throws {EtcdDbError} when the file cannot be read or fails the check
+ */
+export async function readStatus(
+  path: string,
+  options: { history?: { uptoRevision: number; sinceRevision: number } } = {},
+): Promise<DbStatus> {
+  const db = await BoltDb.open(path);
+  try {
+    const stretch = options.history && new HistoryStretch(options.history);
+    const { status, findings } = scan(db, true, stretch);
+    if (findings.total > 0) throw new EtcdDbError(path, findings.list());
+    if (stretch) status.history = stretch.result(status);
     return status;
   } finally {
     db.close();
+  }
+}
+
+/**
+ * Where the `key` entries of a revision range lie in the `snapshot status` hash stream: they
+ * are contiguous (the bucket is ordered by revision), so the CRC of that stretch follows from
+ * the running CRC before and after it ({@linkcode crc32cSuffix}).
+ */
+class HistoryStretch {
+  readonly since: number;
+  readonly upto: number;
+  entries = 0;
+  bytes = 0;
+  /** Running CRC before the first entry of the range, and after the last. */
+  before = 0;
+  after = 0;
+  started = false;
+  ended = false;
+  /** False when the stretch is not what keyHistoryHash hashes (only in a damaged file). */
+  usable = true;
+
+  constructor(range: { uptoRevision: number; sinceRevision: number }) {
+    this.since = range.sinceRevision;
+    this.upto = range.uptoRevision;
+  }
+
+  /** Before an entry of `key` is hashed: whether it is in the range. */
+  enter(key: Uint8Array, value: Uint8Array, flags: number, crc: number): boolean {
+    const revision = revisionKeyProblem(key) ? -1 : mainRevision(key);
+    if (!(revision > this.since && revision <= this.upto)) {
+      if (this.started) this.ended = true;
+      return false;
+    }
+    // A sub-bucket hashes differently here; a gap means keys out of order.
+    if (this.ended || flags & BUCKET_LEAF_FLAG) this.usable = false;
+    if (!this.started) {
+      this.started = true;
+      this.before = crc;
+    }
+    this.entries++;
+    this.bytes += key.length + value.length;
+    return true;
+  }
+
+  /** keyHistoryHash's answer, or undefined when it would refuse (it then says why). */
+  result(status: DbStatus): KeyHistoryHash | undefined {
+    const compactRevision = Math.max(status.scheduledCompactRev, status.finishedCompactRev);
+    if (!this.usable || this.since < compactRevision || this.upto > status.revision) return;
+    const stretch = this.started ? crc32cSuffix(this.after, this.before, this.bytes) : 0;
+    return {
+      hash: crc32cCombine(crc32c(KEY_BUCKET), stretch, this.bytes),
+      sinceRevision: this.since,
+      uptoRevision: this.upto,
+      entries: this.entries,
+      revision: status.revision,
+      compactRevision,
+    };
   }
 }
 
@@ -273,7 +365,11 @@ export async function keyHistoryHash(
  * One pass over the whole file: counts, etcd metadata, and the page checks; with `hashing`,
  * also `status.hash` (a third of the time: an integrity check alone skips it).
  */
-function scan(db: BoltDb, hashing: boolean): { status: DbStatus; findings: Findings } {
+function scan(
+  db: BoltDb,
+  hashing: boolean,
+  stretch?: HistoryStretch,
+): { status: DbStatus; findings: Findings } {
   const findings = new Findings(db.meta.pgid);
   db.readFreelist(findings);
   const status: DbStatus = {
@@ -314,7 +410,9 @@ function scan(db: BoltDb, hashing: boolean): { status: DbStatus; findings: Findi
     let entries = 0;
     counts.push(() => (status.buckets[name] = entries));
     const decode = bucketDecoder(name, status, live, findings);
+    const track = name === "key" ? stretch : undefined;
     return (key, value, flags) => {
+      const tracked = track?.enter(key, value, flags, hash) ?? false;
       if (hashing) hash = crc32cUpdate(hash, key);
       entries++;
       // bbolt's ForEach gives a nil value for a sub-bucket.
@@ -323,6 +421,7 @@ function scan(db: BoltDb, hashing: boolean): { status: DbStatus; findings: Findi
         if (hashing) hash = crc32cUpdate(hash, value);
         decode?.(key, value);
       }
+      if (tracked) track!.after = hash;
     };
   };
   db.walk(db.rootBucket(), findings, rootEntry, onBucket);

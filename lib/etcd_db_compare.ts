@@ -5,7 +5,9 @@
  * way) is worth a warning before it becomes everyone's data.
  *
  * Two steps: {@linkcode commonHistoryRange} says what to hash, `keyHistoryHash` (etcd_db.ts)
- * hashes each copy over it, {@linkcode compareCopies} groups the results.
+ * hashes each copy over it, {@linkcode compareCopies} groups the results. The tasks take the
+ * range from `readHistorySpan` (a few pages per copy) and the hashes from
+ * `readStatus(path, { history: range })`, so each copy is read whole once (lib/copies.ts).
  *
  * @example
  * ```ts

@@ -10,7 +10,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { copyFile, type Manifest, MANIFEST_FILE, readManifest, verifyCopy } from "./manifest.ts";
 import { SEED_VAR, shellLine } from "./talosctl.ts";
 import { pickSeed, type SeedChoice } from "./snapshot.ts";
-import { compareHistories, type CopyStatus, readCopy } from "./copies.ts";
+import { compareHistories, type CopyStatus, plannedRange, readCopy } from "./copies.ts";
 import type { CopyComparison } from "./etcd_db_compare.ts";
 import { isValidNode } from "./nodes.ts";
 import { readProgress } from "./resume.ts";
@@ -57,16 +57,21 @@ export async function inspectCopies(
     );
   }
   const nodes = ctx.opts.nodes.length > 0 ? ctx.opts.nodes : manifest?.nodes ?? handmade;
-  const rows = await Promise.all(nodes.map(async (node): Promise<CopyRow> => {
+  const checks = await Promise.all(nodes.map(async (node) => {
     const file = join(out, copyFile(node));
     const check = manifest
       ? await verifyCopy(out, manifest, node)
       : existsSync(file)
       ? { ok: true as const }
       : { ok: false as const, reason: "no copy" };
+    return { node, file, check };
+  }));
+  // The range to compare is known from a few pages of each copy, so each is read whole once.
+  const range = await plannedRange(ctx, checks.filter((c) => c.check.ok).map((c) => c.file));
+  const rows = await Promise.all(checks.map(async ({ node, file, check }): Promise<CopyRow> => {
     if (!check.ok) return { node, file, intact: false, problem: check.reason };
     try {
-      const status = await readCopy(ctx, node, file);
+      const status = await readCopy(ctx, node, file, range);
       return { node, file, intact: true, status };
     } catch (error) {
       return { node, file, intact: true, problem: (error as Error).message };

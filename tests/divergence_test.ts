@@ -93,3 +93,48 @@ Deno.test("wipe refuses the diverged highest copy, naming the majority's node; -
   assert.match(ok.stderr(), /About to wipe etcd on .* \(seed 192\.168\.53\.10\)/);
   ok.replay.assertDone();
 });
+
+/** The native reader, counting full reads and second passes for the history hash. */
+function countingReader() {
+  const calls = { status: 0, history: 0 };
+  const reader: typeof nativeReader = {
+    span: nativeReader.span,
+    status: (path, range) => (calls.status++, nativeReader.status(path, range)),
+    history: (path, upto, since) => (calls.history++, nativeReader.history(path, upto, since)),
+  };
+  return { reader, calls };
+}
+
+Deno.test("status reads each copy whole once: the history hash comes from the same pass", async () => {
+  const out = tempOut();
+  await realCopies(out);
+  const w = fakeWorld(noTools(out));
+  const { reader, calls } = countingReader();
+  w.deps.db = reader;
+  assert.equal(await status([...NODES_FLAG, "--out", out, "--json"], w.deps), 0, w.stderr());
+  assert.deepEqual(calls, { status: 3, history: 0 });
+  const json = JSON.parse(w.stdout());
+  assert.deepEqual(json.copies.map((c: { agrees: string }) => c.agrees), ["yes", "no", "yes"]);
+  assert.deepEqual(json.agreement.range, { sinceRevision: 0, uptoRevision: 31 });
+});
+
+Deno.test("a copy that fails its full read changes the range: the others are hashed again over it", async () => {
+  const out = tempOut();
+  await realCopies(out);
+  // .12 (revision 31, the lowest) fails its full read; the common range becomes 1-41.
+  const file12 = join(out, "db.192.168.53.12", "db");
+  const w = fakeWorld(noTools(out));
+  const { reader, calls } = countingReader();
+  w.deps.db = {
+    ...reader,
+    status: (path, range) =>
+      path === file12
+        ? Promise.reject(new Error(`Cannot read etcd db "${path}": page 9: invalid type`))
+        : reader.status(path, range),
+  };
+  assert.equal(await status([...NODES_FLAG, "--out", out, "--json"], w.deps), 0, w.stderr());
+  assert.deepEqual(calls, { status: 2, history: 2 });
+  const json = JSON.parse(w.stdout());
+  assert.deepEqual(json.agreement.range, { sinceRevision: 0, uptoRevision: 41 });
+  assert.match(w.stderr(), /192\.168\.53\.12/);
+});

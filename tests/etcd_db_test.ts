@@ -24,6 +24,7 @@ import {
   checkIntegrity,
   EtcdDbError,
   keyHistoryHash,
+  readHistorySpan,
   readRevision,
   readStatus,
 } from "../lib/etcd_db.ts";
@@ -665,6 +666,37 @@ Deno.test("keyHistoryHash() refuses a range below the copy's compaction or above
   const ok = await keyHistoryHash(MAIN, MAIN_REV, MAIN_COMPACT);
   assert.equal(ok.compactRevision, MAIN_COMPACT);
   assert.equal(ok.revision, MAIN_REV);
+});
+
+Deno.test("readStatus() with a range gives keyHistoryHash()'s answer in the same pass, or none where it refuses", async () => {
+  const files = readdirSync(FIXTURES).filter((f) => f.endsWith(".db"));
+  let compared = 0;
+  for (const name of files) {
+    const path = join(FIXTURES, name);
+    const span = await readHistorySpan(path);
+    const full = await readStatus(path);
+    assert.deepEqual(span, {
+      revision: full.revision,
+      compactRevision: Math.max(full.scheduledCompactRev, full.finishedCompactRev),
+    });
+    const { revision: rev, compactRevision: compact } = span;
+    const ranges = [
+      [compact, rev], // everything kept
+      [compact, compact], // nothing
+      [compact + 1, rev - 1], // one revision off each end
+      [compact, Math.floor((compact + rev) / 2)],
+      [compact, rev + 1], // past the end: refused
+      [compact - 1, rev], // below the compaction: refused (when compacted)
+    ];
+    for (const [since, upto] of ranges) {
+      const expected = await keyHistoryHash(path, upto, since).catch(() => undefined);
+      const got = await readStatus(path, { history: { uptoRevision: upto, sinceRevision: since } });
+      assert.deepEqual(got.history, expected, `${name} (${since}, ${upto}]`);
+      assert.equal(got.hash, full.hash, "the status hash is unchanged by the range");
+      if (expected) compared++;
+    }
+  }
+  assert.ok(compared >= files.length * 3, `only ${compared} ranges compared`);
 });
 
 async function historyOf(names: Record<string, string>): Promise<CopyHistory[]> {

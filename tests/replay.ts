@@ -169,6 +169,15 @@ export function fakeDbReader(dbs: Record<string, FakeDb> = {}): DbReader {
     };
   };
   return {
+    span: (path) =>
+      Promise.resolve().then(() => {
+        const db = read(path);
+        return {
+          revision: db.revision,
+          compactRevision: Math.max(db.scheduledCompactRev, db.finishedCompactRev),
+        };
+      }),
+    // Like a reader asked for no range: the history comes from history() below.
     status: (path) => Promise.resolve().then(() => read(path)),
     history: (path, uptoRevision, sinceRevision) =>
       Promise.resolve().then(() => {
