@@ -13,6 +13,7 @@ import {
   type CopyComparison,
   type HistoryRange,
 } from "./etcd_db_compare.ts";
+import { humanizeBytes } from "./humanize.ts";
 import { StatusToolError, toolStatus } from "./snapshot.ts";
 
 /** The reader, as a dependency: tests replace it like they replace `$`. */
@@ -75,6 +76,8 @@ export async function readCopy(
   range?: HistoryRange,
 ): Promise<CopyStatus> {
   const db = await ctx.deps.db.status(file, range);
+  // Progress: a copy of several GB takes seconds to read.
+  ctx.log.info(`${node}: read ${humanizeBytes(db.fileSize)} (revision ${db.revision})`);
   const status: CopyStatus = {
     hash: db.hash,
     revision: db.revision,
