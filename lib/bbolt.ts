@@ -153,7 +153,8 @@ export type BucketRef = { root: number; inline?: undefined } | { root: 0; inline
 
 /**
  * Called for each key/value of a bucket, in key order. `flags` has BUCKET_LEAF_FLAG for a
- * sub-bucket.
+ * sub-bucket. `key` and `value` may be views into a read-ahead window: copy what you keep, and
+ * read no page of the db from inside a visitor (the next read may reuse the window).
  */
 export type EntryVisitor = (key: Uint8Array, value: Uint8Array, flags: number) => void;
 

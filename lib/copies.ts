@@ -59,8 +59,10 @@ export interface CopyStatus {
   /** Alarms stored in the copy: they come back with it. */
   alarms: DbAlarm[];
   compactRevision: number;
-  /** The full reading, for --json. */
-  db: DbStatus;
+  /** The full reading, for --json (without `history`: it may be over another range). */
+  db: Omit<DbStatus, "history">;
+  /** The key-history hash taken in the same pass, over the range planned before reading. */
+  history?: KeyHistoryHash;
   /** What etcdutl/etcdctl said, when installed: "agrees", or the disagreement. */
   crossCheck?: string;
 }
@@ -75,7 +77,7 @@ export async function readCopy(
   file: string,
   range?: HistoryRange,
 ): Promise<CopyStatus> {
-  const db = await ctx.deps.db.status(file, range);
+  const { history, ...db } = await ctx.deps.db.status(file, range);
   // Progress: a copy of several GB takes seconds to read.
   ctx.log.info(`${node}: read ${humanizeBytes(db.fileSize)} (revision ${db.revision})`);
   const status: CopyStatus = {
@@ -87,6 +89,7 @@ export async function readCopy(
     alarms: db.alarms,
     compactRevision: Math.max(db.scheduledCompactRev, db.finishedCompactRev),
     db,
+    history,
   };
   try {
     const tool = await toolStatus(ctx, node, file);
@@ -133,7 +136,7 @@ export async function compareHistories(
   if (range.uptoRevision <= range.sinceRevision) return undefined;
   // Taken while each copy was read, unless the range changed since (a copy failed its read).
   const taken = (c: (typeof copies)[number]) => {
-    const h = c.status.db.history;
+    const h = c.status.history;
     return h?.uptoRevision === range.uptoRevision && h.sinceRevision === range.sinceRevision
       ? h
       : undefined;
