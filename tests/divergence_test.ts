@@ -113,6 +113,13 @@ Deno.test("status reads each copy whole once: the history hash comes from the sa
   w.deps.db = reader;
   assert.equal(await status([...NODES_FLAG, "--out", out, "--json"], w.deps), 0, w.stderr());
   assert.deepEqual(calls, { status: 3, history: 0 });
+  // Progress: one line per copy as it is read.
+  for (const node of Object.keys(COPIES)) {
+    assert.match(
+      w.stderr(),
+      new RegExp(`${node.replaceAll(".", "\\.")}: read \\d+ kB \\(revision \\d+\\)`),
+    );
+  }
   const json = JSON.parse(w.stdout());
   assert.deepEqual(json.copies.map((c: { agrees: string }) => c.agrees), ["yes", "no", "yes"]);
   assert.deepEqual(json.agreement.range, { sinceRevision: 0, uptoRevision: 31 });
