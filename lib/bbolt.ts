@@ -276,8 +276,9 @@ export class BoltDb {
    * The bytes [offset, offset + length) as a view into a read-ahead window, valid until the
    * next read; undefined when no window holds them. A walk mostly reads pages in file order:
    * a small read that starts where the last one ended refills the least recently used of
-   * two windows of 256 KiB (small enough to stay in the CPU cache), so a 256 MB file costs about a thousand reads, not sixty thousand,
-   * and a walk that jumps to another subtree and back finds its window still there.
+   * two windows of 256 KiB (small enough to stay in the CPU cache), so a 256 MB file costs
+   * about two thousand reads, not sixty thousand, and a walk that jumps to another subtree and
+   * back finds its window still there.
    */
   #borrow(offset: number, length: number): Uint8Array | undefined {
     const end = offset + length;
