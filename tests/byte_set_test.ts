@@ -5,18 +5,10 @@
 
 import assert from "node:assert/strict";
 import { ByteSet } from "../lib/byte_set.ts";
+import { mulberry32 } from "./random.ts";
 
 /** One char per byte: distinct byte strings give distinct strings. */
 const asString = (bytes: Uint8Array) => Array.from(bytes, (b) => String.fromCharCode(b)).join("");
-
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 Deno.test("ByteSet counts live and distinct keys exactly like a Set over 300,000 random marks", () => {
   // Short keys over all 256 byte values (many repeats, so puts, deletes and re-puts of the same

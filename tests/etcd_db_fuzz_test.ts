@@ -18,6 +18,7 @@ import {
   readRevision,
   readStatus,
 } from "../lib/etcd_db.ts";
+import { mulberry32 } from "./random.ts";
 
 const FIXTURES = new URL("../fixtures/db/", import.meta.url).pathname;
 /** Fixed, so CI is deterministic; FUZZ_SEED and FUZZ_ITERATIONS explore further. */
@@ -32,17 +33,6 @@ const BASES = [
   { file: "history-a.rev41.db", since: 0, upto: 30 },
   { file: "etcd-3.4.snapshot.db", since: 402, upto: 482 },
 ].map((b) => ({ ...b, data: new Uint8Array(readFileSync(join(FIXTURES, b.file))) }));
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Mutation = (d: Uint8Array, r: Rand) => { data: Uint8Array; what: string };
 

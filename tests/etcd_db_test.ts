@@ -36,6 +36,7 @@ import {
   type StatusFigures,
 } from "../lib/etcd_db_format.ts";
 import { etcdctl, startEtcd } from "../scripts/gen_db_fixtures.ts";
+import { mulberry32 } from "./random.ts";
 
 const FIXTURES = new URL("../fixtures/db/", import.meta.url).pathname;
 const TALOSCTL_FIXTURES = new URL("../fixtures/talosctl/", import.meta.url).pathname;
@@ -113,17 +114,6 @@ function tempDir(): string {
 globalThis.addEventListener("unload", () => {
   for (const dir of tempDirs) Deno.removeSync(dir, { recursive: true });
 });
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function rejects(fn: () => Promise<unknown>, pattern: RegExp): Promise<EtcdDbError> {
   try {
