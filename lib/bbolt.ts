@@ -86,7 +86,8 @@ export class EtcdDbError extends RecoveryError {
   }
 }
 
-function summarize(problems: readonly string[]): string {
+/** One line for a list of findings: the first five, and how many more. */
+export function summarize(problems: readonly string[]): string {
   if (problems.length === 1) return problems[0];
   const shown = problems.slice(0, 5).join("; ");
   const more = problems.length > 5 ? ` (and ${problems.length - 5} more)` : "";

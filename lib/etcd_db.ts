@@ -30,7 +30,7 @@ import {
 import { ByteSet } from "./byte_set.ts";
 import { crc32c, crc32cCombine, crc32cSuffix, crc32cUpdate } from "./crc32c.ts";
 
-export { EtcdDbError } from "./bbolt.ts";
+export { EtcdDbError, summarize } from "./bbolt.ts";
 export type { MetaPage } from "./bbolt.ts";
 
 /** etcd's `AlarmType` (etcdserverpb/rpc.proto); other codes read as UNKNOWN. */

@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { type Ctx, step } from "../lib/context.ts";
 import type { Deps } from "../lib/deps.ts";
 import { StepError } from "../lib/errors.ts";
+import { EtcdDbError, summarize } from "../lib/etcd_db.ts";
 import { humanizeBytes } from "../lib/humanize.ts";
 import { ensurePrivateDir } from "../lib/journal.ts";
 import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
@@ -48,7 +49,7 @@ export const task: TaskDef = {
   usage: "  deno task extract --nodes A,B,C [--out DIR] [--talosconfig PATH] [--dry-run]",
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, extractPlan(ctx));
-    const manifest = await step(
+    const { manifest, damaged } = await step(
       ctx,
       "extract",
       `Extracting etcd db from ${ctx.opts.nodes.length} nodes into ${ctx.opts.out}`,
@@ -62,19 +63,38 @@ export const task: TaskDef = {
         { hint: "fix the node's reachability and run extract again (done copies are kept)" },
       );
     }
+    const torn = Object.keys(damaged);
+    if (torn.length > 0) {
+      throw new StepError(
+        `Copied every node, but the copy from ${
+          torn.map((n) => `"${n}"`).join(", ")
+        } is not a readable etcd db (see above)`,
+        {
+          hint: `that node's own db may be damaged: deno task status shows what each copy holds; ` +
+            `wipe and recover refuse without --force while a node has no usable copy`,
+        },
+      );
+    }
   },
 };
 
-/** Copies every node's db (skipping intact earlier copies); returns the manifest. */
-export async function extract(ctx: Ctx): Promise<Manifest> {
+export interface Extraction {
+  manifest: Manifest;
+  /** Copies made (and recorded) that the native reader refuses, with why. */
+  damaged: Record<string, string>;
+}
+
+/** Copies every node's db (skipping intact earlier copies) and reads each new copy back. */
+export async function extract(ctx: Ctx): Promise<Extraction> {
   const { out, nodes } = ctx.opts;
   ensurePrivateDir(out);
   const manifest: Manifest = readManifest(out) ??
     { version: 1, nodes, copies: {}, failures: {} };
   manifest.nodes = [...new Set([...manifest.nodes, ...nodes])];
-  await Promise.all(nodes.map((node) => extractOne(ctx, manifest, node)));
+  const extraction = { manifest, damaged: {} };
+  await Promise.all(nodes.map((node) => extractOne(ctx, extraction, node)));
   writeManifest(out, manifest);
-  return manifest;
+  return extraction;
 }
 
 /** The commands extract runs, as bash. */
@@ -92,8 +112,9 @@ export function extractPlan(ctx: Ctx): string[] {
   ];
 }
 
-async function extractOne(ctx: Ctx, manifest: Manifest, node: string): Promise<void> {
+async function extractOne(ctx: Ctx, extraction: Extraction, node: string): Promise<void> {
   const { out } = ctx.opts;
+  const { manifest } = extraction;
   const dir = join(out, copyDir(node));
   const file = join(out, copyFile(node));
   delete manifest.failures[node];
@@ -107,7 +128,7 @@ async function extractOne(ctx: Ctx, manifest: Manifest, node: string): Promise<v
   }
   if (existsSync(file)) {
     ctx.log.warn(`${node}: ${file} exists but is not in the manifest; keeping it as the copy`);
-    return record(ctx, manifest, node, file);
+    return record(ctx, extraction, node, file, await readBack(ctx, file));
   }
   if (existsSync(dir)) {
     manifest.failures[node] = `${dir} exists but holds no db file`;
@@ -115,32 +136,57 @@ async function extractOne(ctx: Ctx, manifest: Manifest, node: string): Promise<v
     return;
   }
   const partial = `${dir}.partial`;
-  rmSync(partial, { recursive: true, force: true }); // an interrupted earlier copy
-  ctx.log.info(`${node}: copying…`);
-  const r = await talos(ctx, node, sub.copyDb(partial), {
-    step: "extract",
-    echo: true,
-    timeoutMs: COPY_TIMEOUT_MS,
-  });
-  if (
-    r.code !== 0 || !existsSync(join(partial, "db")) || statSync(join(partial, "db")).size === 0
-  ) {
-    rmSync(partial, { recursive: true, force: true });
-    manifest.failures[node] = r.code !== 0
-      ? tail(r.stderr, 2) || `exit ${r.code}`
-      : "talosctl cp exited 0 but wrote no db file";
-    ctx.log.error(`${node}: copy failed: ${manifest.failures[node]}`);
-    return;
+  for (let attempt = 1;; attempt++) {
+    rmSync(partial, { recursive: true, force: true }); // an interrupted or torn earlier copy
+    ctx.log.info(`${node}: copying…`);
+    const r = await talos(ctx, node, sub.copyDb(partial), {
+      step: "extract",
+      echo: true,
+      timeoutMs: COPY_TIMEOUT_MS,
+    });
+    if (
+      r.code !== 0 || !existsSync(join(partial, "db")) || statSync(join(partial, "db")).size === 0
+    ) {
+      rmSync(partial, { recursive: true, force: true });
+      manifest.failures[node] = r.code !== 0
+        ? tail(r.stderr, 2) || `exit ${r.code}`
+        : "talosctl cp exited 0 but wrote no db file";
+      ctx.log.error(`${node}: copy failed: ${manifest.failures[node]}`);
+      return;
+    }
+    // A copy taken while etcd writes, or cut off, can be torn although cp exited 0: read it
+    // whole now, while copying again is cheap, rather than find out at the wipe.
+    const check = await readBack(ctx, join(partial, "db"));
+    if ("problem" in check && attempt < COPY_ATTEMPTS) {
+      ctx.log.warn(`${node}: the copy is not a readable etcd db (${check.problem}); copying again`);
+      continue;
+    }
+    renameSync(partial, dir);
+    return await record(ctx, extraction, node, file, check, r.durationMs);
   }
-  renameSync(partial, dir);
-  await record(ctx, manifest, node, file, r.durationMs);
+}
+
+/** Copies of one node made before a torn copy is kept as it is. */
+const COPY_ATTEMPTS = 2;
+
+type ReadBack = { revision: number } | { problem: string };
+
+/** The copy's revision, or why the native reader refuses it (never a db's contents). */
+function readBack(ctx: Ctx, file: string): Promise<ReadBack> {
+  return ctx.deps.db.status(file).then(
+    (db) => ({ revision: db.revision }),
+    (error) => ({
+      problem: error instanceof EtcdDbError ? summarize(error.problems) : String(error),
+    }),
+  );
 }
 
 async function record(
   ctx: Ctx,
-  manifest: Manifest,
+  { manifest, damaged }: Extraction,
   node: string,
   file: string,
+  check: ReadBack,
   durationMs?: number,
 ): Promise<void> {
   chmodSync(join(file, ".."), 0o700);
@@ -154,11 +200,18 @@ async function record(
   };
   writeManifest(ctx.opts.out, manifest);
   const took = durationMs !== undefined ? ` in ${formatMs(durationMs)}` : "";
-  ctx.log.ok(
-    `${node}: ${file} ${humanizeBytes(size)}${took}, sha256 ${
-      manifest.copies[node].sha256.slice(0, 12)
-    }…`,
-  );
+  const sha = `sha256 ${manifest.copies[node].sha256.slice(0, 12)}…`;
+  if ("problem" in check) {
+    // Kept: it is what the node gave, and status, wipe and recover name the problem again.
+    damaged[node] = check.problem;
+    ctx.log.error(
+      `${node}: ${file} ${
+        humanizeBytes(size)
+      }${took}, ${sha}, is not a readable etcd db: ${check.problem}`,
+    );
+    return;
+  }
+  ctx.log.ok(`${node}: ${file} ${humanizeBytes(size)}${took}, revision ${check.revision}, ${sha}`);
 }
 
 export function main(args: string[], deps?: Deps): Promise<number> {

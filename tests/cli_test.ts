@@ -140,7 +140,7 @@ Deno.test("--nodes wins over TALOS_NODES", async () => {
 Deno.test("an even node count (4) warns about quorum on stderr, and the task still runs", async () => {
   const out = tempOut();
   const four = [...NODES, "192.168.53.13"];
-  const w = fakeWorld(four.map((n) => rec.cp(out, n)));
+  const w = fakeWorld(four.map((n) => rec.cp(out, n)), { dbs: { "192.168.53.13": {} } });
   const code = await extract(["--nodes", four.join(","), "--out", out], w.deps);
   assert.equal(code, 0, w.stderr());
   w.replay.assertDone();

@@ -8,7 +8,7 @@
 import { EventEmitter } from "node:events";
 import type { spawn } from "node:child_process";
 import { PassThrough } from "node:stream";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { $ as zx$ } from "zx";
 import type { Deps, Shell } from "../lib/deps.ts";
 import type { DbReader } from "../lib/copies.ts";
@@ -113,15 +113,23 @@ export class Replay {
 /** What the fake reader says of one node's copy (fields of `DbStatus`, plus its history hash). */
 export type FakeDb = Partial<DbStatus> & { historyHash?: number };
 
+/** A copy whose text starts with this reads as cut short (a torn `talosctl cp`). */
+export const TORN = "torn:";
+
 /**
  * A strict fake of the native db reader: a copy at `…/db.NODE/db` reads as that node's
- * captured `etcdutl snapshot status` (fixtures/talosctl), or as `dbs[NODE]`; any other file
- * is "not an etcd db". Every copy has the same key history unless `historyHash` says otherwise.
+ * captured `etcdutl snapshot status` (fixtures/talosctl), or as `dbs[NODE]`; a file starting
+ * with {@linkcode TORN}, or any other file, is "not an etcd db". Every copy has the same key
+ * history unless `historyHash` says otherwise.
  */
 export function fakeDbReader(dbs: Record<string, FakeDb> = {}): DbReader {
-  const nodeOf = (path: string) => path.match(/db\.([^/]+)\/db$/)?.[1] ?? "";
+  // OUT/db.N/db, or OUT/db.N.partial/db while extract reads a new copy back.
+  const nodeOf = (path: string) => path.match(/db\.([^/]+?)(?:\.partial)?\/db$/)?.[1] ?? "";
   const read = (path: string): FakeDb & DbStatus => {
     const node = nodeOf(path);
+    if (existsSync(path) && readFileSync(path, "latin1").startsWith(TORN)) {
+      throw new EtcdDbError(path, "file is cut short: meta page 0 says 85 pages of 4096 bytes");
+    }
     let base: Partial<DbStatus> = {};
     try {
       const j = JSON.parse(fx(`etcdutl-snapshot-status.${node}.json.txt`));

@@ -54,15 +54,15 @@ export function makeCopies(out: string, nodes = NODES): void {
 }
 
 export const rec = {
-  /** `cp` that creates the copy in OUT/db.N.partial/db. */
-  cp(out: string, node: string): Recording {
+  /** `cp` that creates the copy in OUT/db.N.partial/db (`body`: a torn one, say). */
+  cp(out: string, node: string, body = `raw db of ${node}`): Recording {
     const partial = join(out, `db.${node}.partial`);
     return {
       cmd: T(node, "cp", "/var/lib/etcd/member/snap/db", partial),
       stdout: fx("cp.txt"),
       effect: () => {
         mkdirSync(partial, { recursive: true });
-        writeFileSync(join(partial, "db"), `raw db of ${node}`);
+        writeFileSync(join(partial, "db"), body);
       },
     };
   },

@@ -11,7 +11,7 @@ import { main as rejoin } from "../tasks/07_rejoin.ts";
 import { main as verify } from "../tasks/08_verify.ts";
 import type { Shell } from "../lib/deps.ts";
 import type { JournalEntry } from "../lib/journal.ts";
-import { type FakeWorld, fakeWorld, fx, type Recording } from "./replay.ts";
+import { type FakeWorld, fakeWorld, fx, type Recording, TORN } from "./replay.ts";
 import {
   brokenClusterRecs,
   fxFor,
@@ -119,6 +119,61 @@ Deno.test("extract: a node unreachable during cp fails with exit 1, naming it; t
   assert.equal(existsSync(join(out, `db.${N12}.partial`)), false, "no half copy left behind");
   assert.match(lastEnd(out).error ?? "", /no copy from "192\.168\.53\.12"/);
   assert.match(report(out), /\| 192\.168\.53\.12 \| - \| - \| - \| - \| .*connection refused/);
+});
+
+Deno.test("extract: a torn copy (cp exit 0, file cut short) is copied again and the good one kept", async () => {
+  const out = tempOut();
+  const w = fakeWorld([
+    rec.cp(out, N10),
+    rec.cp(out, SEED),
+    rec.cp(out, N12, `${TORN} half of the db`),
+    rec.cp(out, N12),
+  ]);
+  const code = await extract([...NODES_FLAG, "--out", out], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  assert.equal(w.replay.callsMatching(/-n 192\.168\.53\.12 cp /).length, 2);
+  assert.match(
+    w.stderr(),
+    /warning: 192\.168\.53\.12: the copy is not a readable etcd db \(file is cut short: .*\); copying again/,
+  );
+  // The revision read back from the copy (the fixture of 192.168.53.12 holds 1843290).
+  assert.match(
+    w.stderr(),
+    /ok: 192\.168\.53\.12: .*db\.192\.168\.53\.12\/db .*revision 1843290, sha256/,
+  );
+  assert.equal(readFileSync(join(out, `db.${N12}`, "db"), "utf8"), `raw db of ${N12}`);
+  assert.equal(existsSync(join(out, `db.${N12}.partial`)), false, "no torn copy left behind");
+  assert.deepEqual(Object.keys(manifest(out).copies).sort(), [N10, SEED, N12]);
+  assert.deepEqual(manifest(out).failures, {});
+});
+
+Deno.test("extract: a copy torn twice is kept and recorded, and extract exits 1 naming the node", async () => {
+  const out = tempOut();
+  const torn = `${TORN} half of the db`;
+  const w = fakeWorld([
+    rec.cp(out, N10),
+    rec.cp(out, SEED),
+    rec.cp(out, N12, torn),
+    rec.cp(out, N12, torn),
+  ]);
+  const code = await extract([...NODES_FLAG, "--out", out], w.deps);
+  assert.equal(code, 1, w.stderr());
+  w.replay.assertDone();
+  assert.equal(w.replay.callsMatching(/-n 192\.168\.53\.12 cp /).length, 2, "one retry, not more");
+  assert.match(
+    w.stderr(),
+    /error: 192\.168\.53\.12: .*db\.192\.168\.53\.12\/db .*is not a readable etcd db: file is cut short/,
+  );
+  assert.match(
+    w.stderr(),
+    /error: Copied every node, but the copy from "192\.168\.53\.12" is not a readable etcd db/,
+  );
+  assert.match(w.stderr(), /refuse without --force while a node has no usable copy/);
+  // Kept as the node gave it, with its sha256: status and wipe name the problem again.
+  assert.equal(readFileSync(join(out, `db.${N12}`, "db"), "utf8"), torn);
+  assert.equal(manifest(out).copies[N12].size, torn.length);
+  assert.match(lastEnd(out).error ?? "", /"192\.168\.53\.12" is not a readable etcd db/);
 });
 
 Deno.test("extract: a re-run copies only the missing node and leaves intact copies untouched", async () => {
