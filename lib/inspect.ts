@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import type { Ctx } from "./context.ts";
 import { RefusedError } from "./errors.ts";
+import { EtcdDbError } from "./etcd_db.ts";
 import { existsSync, readdirSync } from "node:fs";
 import { copyFile, type Manifest, MANIFEST_FILE, readManifest, verifyCopy } from "./manifest.ts";
 import { SEED_VAR, shellLine } from "./talosctl.ts";
@@ -74,7 +75,10 @@ export async function inspectCopies(
       const status = await readCopy(ctx, node, file, range);
       return { node, file, intact: true, status };
     } catch (error) {
-      return { node, file, intact: true, problem: (error as Error).message };
+      // Not intact when the reader refuses the file itself (cut short, damaged); etcdutl
+      // failing on a file the reader checked whole makes it unusable, not damaged.
+      const intact = !(error instanceof EtcdDbError);
+      return { node, file, intact, problem: (error as Error).message };
     }
   }));
   if (!manifest) {

@@ -41,6 +41,14 @@ export const task: TaskDef = {
     );
     ctx.log.raw(statusTable(insp));
     if (ctx.opts.json) ctx.deps.stdout(JSON.stringify(statusJson(insp), null, 2) + "\n");
+    const unusable = insp.rows.filter((r) => !r.status).map((r) => r.node);
+    if (unusable.length > 0) {
+      ctx.log.warn(
+        `no usable copy from ${unusable.map((n) => `"${n}"`).join(", ")} (see NOTE): ` +
+          `wipe and recover refuse without --force, as that node might hold the newest data; ` +
+          `to copy again, run extract with a new --out (this one keeps what was copied)`,
+      );
+    }
     if (!insp.choice) {
       throw new StepError("No copy could be read: there is no seed", {
         hint: "see the problems above; extract again into a new --out",

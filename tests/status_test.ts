@@ -4,8 +4,18 @@ import { join } from "node:path";
 import { main as status } from "../tasks/02_status.ts";
 import { main as wipe } from "../tasks/03_wipe.ts";
 import { main as extract } from "../tasks/01_extract.ts";
-import { fakeWorld } from "./replay.ts";
-import { makeCopies, NODES_FLAG, preflightRecs, statusRecs, tempOut } from "./scenario.ts";
+import { fakeWorld, TORN } from "./replay.ts";
+import {
+  extractRecs,
+  makeCopies,
+  NODES,
+  NODES_FLAG,
+  preflightRecs,
+  rec,
+  SEED,
+  statusRecs,
+  tempOut,
+} from "./scenario.ts";
 
 Deno.test("status reads copies put in OUT by hand (no manifest), marked unverified", async () => {
   const out = tempOut();
@@ -43,4 +53,47 @@ Deno.test("wipe refuses copies without a manifest and says extract records them"
   assert.equal(await extract([...NODES_FLAG, "--out", out], x.deps), 0, x.stderr());
   assert.deepEqual(x.replay.calls, []);
   assert.match(x.stderr(), /exists but is not in the manifest; keeping it as the copy/);
+});
+
+const [N10, , N12] = NODES;
+
+Deno.test("a copy the reader refuses shows INTACT no, status says what to do, wipe refuses it", async () => {
+  const out = tempOut();
+  const torn = `${TORN} half of the db`;
+  const x = fakeWorld([
+    ...extractRecs(out).slice(0, 2),
+    rec.cp(out, N12, torn),
+    rec.cp(out, N12, torn),
+  ]);
+  assert.equal(await extract([...NODES_FLAG, "--out", out], x.deps), 1, x.stderr());
+
+  // etcdutl is asked about the two readable copies only.
+  const w = fakeWorld(statusRecs(out, [N10, SEED]));
+  const code = await status(["--out", out], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  assert.equal(w.stdout(), `${SEED}\n`);
+  assert.match(
+    w.stderr(),
+    /192\.168\.53\.12\s+-\s+-\s+-\s+-\s+-\s+no\s+-\s+Cannot read etcd db .*file is cut short/,
+  );
+  assert.match(
+    w.stderr(),
+    /warning: no usable copy from "192\.168\.53\.12" .*wipe and recover refuse without --force.*run extract with a new --out/,
+  );
+  const json = fakeWorld(statusRecs(out, [N10, SEED]));
+  assert.equal(await status(["--out", out, "--json"], json.deps), 0);
+  const copies = JSON.parse(json.stdout()).copies as { node: string; intact: boolean }[];
+  assert.deepEqual(copies.map((c) => [c.node, c.intact]), [[N10, true], [SEED, true], [
+    N12,
+    false,
+  ]]);
+
+  const wiped = fakeWorld([...preflightRecs(), ...statusRecs(out, [N10, SEED])]);
+  assert.equal(await wipe([...NODES_FLAG, "--out", out, "--yes"], wiped.deps), 2, wiped.stderr());
+  assert.match(
+    wiped.stderr(),
+    /Refusing to wipe: no usable copy from "192\.168\.53\.12" \(.*cut short/,
+  );
+  assert.deepEqual(wiped.replay.callsMatching(/ reset /), []);
 });
