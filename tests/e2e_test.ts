@@ -123,20 +123,31 @@ Deno.test("e2e: a member dead during extract: refused without --force (exit 2), 
   });
 });
 
-Deno.test("e2e: a copy cut short (torn or failed) is refused before anything is wiped", async () => {
+Deno.test("e2e: a torn copy is copied again; a failed copy is refused before anything is wiped; a re-run recovers", async () => {
   await withLab({ backend: "model", speed: 200 }, async (dir) => {
     await incident(dir);
+    // Each fault spoils the node's next cp only: half the file with exit 0, or with an error.
     await fault(dir, "127.0.53.11", "torn-copy");
     await fault(dir, "127.0.53.12", "short-copy");
     const out = outDir(dir);
     const r = await recover(dir, out, ["--timeout", "1m"]);
     assert.equal(r.code, 2, tail(r));
-    assert.match(r.stderr, /127\.0\.53\.11/);
+    assert.match(
+      r.stderr,
+      /127\.0\.53\.11: the copy is not a readable etcd db \(file is cut short: .*\); copying again/,
+    );
+    assert.match(r.stderr, /ok: 127\.0\.53\.11: .* revision \d+, sha256/);
+    assert.match(r.stderr, /Refusing to wipe: no usable copy from "127\.0\.53\.12"/);
     assert.deepEqual(
       state(dir).nodes.map((n) => n.phase),
       ["crashed", "running", "running"],
       "no node was reset",
     );
+    // The same command again copies only the missing node, then recovers.
+    const again = await recover(dir, out, ["--timeout", "1m"]);
+    assert.equal(again.code, 0, tail(again));
+    assert.match(again.stderr, /127\.0\.53\.11: already copied/);
+    await assertRecovered(dir, out);
   });
 });
 
