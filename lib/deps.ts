@@ -1,10 +1,13 @@
 /**
  * Everything a task touches outside its own code, in one object, so tests can replace it:
- * the zx `$` (replaying in tests), the environment, the terminal, the clock, the interrupt.
+ * the zx `$` (replaying in tests), the environment, the terminal, the clock, the interrupt,
+ * the db reader, the free disk space.
  */
 
 import { $ as zx$, type Shell as ZxShell } from "zx";
 import { setTimeout as sleepTimer } from "node:timers/promises";
+import { existsSync, statfsSync } from "node:fs";
+import { dirname } from "node:path";
 import { type DbReader, nativeReader } from "./copies.ts";
 
 /** zx `$` called with options: what tasks run commands with. */
@@ -27,6 +30,8 @@ export interface Deps {
   signal: AbortSignal;
   /** Reads etcd db files (native; tests pass a fake). */
   db: DbReader;
+  /** Free bytes for `dir` (on the filesystem that holds it or will); undefined when unknown. */
+  freeBytes: (dir: string) => number | undefined;
   /** Caps every call's deadline (tests make "hangs" end in milliseconds). */
   callDeadlineCapMs?: number;
 }
@@ -71,5 +76,18 @@ export function realDeps(): Deps {
     sleep: (ms, signal) => sleepTimer(ms, undefined, { signal }),
     signal: controller.signal,
     db: nativeReader,
+    freeBytes,
   };
+}
+
+/** Free bytes in the filesystem that holds (or will hold) `dir`. */
+export function freeBytes(dir: string): number | undefined {
+  let probe = dir;
+  while (!existsSync(probe) && dirname(probe) !== probe) probe = dirname(probe);
+  try {
+    const s = statfsSync(probe);
+    return Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return undefined;
+  }
 }

@@ -4,8 +4,8 @@
  * worker or an unknown address is refused); the node count and its quorum; free space in OUT.
  */
 
-import { existsSync, readFileSync, statfsSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Ctx } from "./context.ts";
 import { RefusedError } from "./errors.ts";
 import { humanizeBytes } from "./humanize.ts";
@@ -82,9 +82,11 @@ export async function preflight(ctx: Ctx, step: string): Promise<void> {
   refusals.push(...answers.filter((a): a is string => a !== undefined));
 
   ctx.log.ok(`${nodes.length} nodes: quorum is ${quorum(nodes.length)}`);
-  const free = freeBytes(ctx.opts.out);
+  const free = ctx.deps.freeBytes(ctx.opts.out);
+  let lowSpace = false;
   if (free !== undefined) {
     if (free < MIN_FREE_BYTES) {
+      lowSpace = true;
       refusals.push(`only ${humanizeBytes(free)} free for ${ctx.opts.out}`);
     } else if (free < nodes.length * TYPICAL_MAX_DB_BYTES) {
       ctx.log.warn(
@@ -100,22 +102,16 @@ export async function preflight(ctx: Ctx, step: string): Promise<void> {
   if (refusals.length > 0 || (forcible.length > 0 && !ctx.opts.force)) {
     const all = [...refusals, ...(ctx.opts.force ? [] : forcible)];
     throw new RefusedError(`Pre-flight refused: ${all.join("; ")}`, {
-      hint: refusals.length > 0
-        ? "check --nodes (control-plane addresses only) and the talosconfig"
+      hint: refusals.length === 1 && lowSpace
+        ? `free space there, or pass an --out on a filesystem with room for every node's db (${
+          humanizeBytes(MIN_FREE_BYTES)
+        } at the very least)`
+        : refusals.length > 0
+        ? `check --nodes (control-plane addresses only) and the talosconfig${
+          lowSpace ? "; free space for --out" : ""
+        }`
         : "pass --force if this cluster is not managed by Omni",
     });
-  }
-}
-
-/** Free bytes in the filesystem that holds (or will hold) `dir`. */
-function freeBytes(dir: string): number | undefined {
-  let probe = dir;
-  while (!existsSync(probe) && dirname(probe) !== probe) probe = dirname(probe);
-  try {
-    const s = statfsSync(probe);
-    return Number(s.bavail) * Number(s.bsize);
-  } catch {
-    return undefined;
   }
 }
 

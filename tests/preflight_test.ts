@@ -139,3 +139,33 @@ Deno.test("a node with a dedicated ETCD partition is wiped with --system-labels-
   w.replay.assertDone();
   assert.match(w.stderr(), /192\.168\.53\.12: etcd has a dedicated ETCD partition/);
 });
+
+Deno.test("pre-flight refuses an --out with less than 256 MiB free, saying where to find room", async () => {
+  const out = tempOut();
+  const w = fakeWorld(preflightRecs(), { freeBytes: 100 * 1024 ** 2 });
+  const code = await recover([...NODES_FLAG, "--out", out, "--yes"], w.deps);
+  assert.equal(code, 2, w.stderr());
+  w.replay.assertDone();
+  assert.match(w.stderr(), /error: only 105 MB free for .*out/);
+  assert.match(w.stderr(), /next: free space there, or pass an --out on a filesystem with room/);
+  assert.doesNotMatch(
+    w.stderr(),
+    /check --nodes/,
+    "the nodes are fine: do not send the operator there",
+  );
+  assert.deepEqual(w.replay.callsMatching(/ cp | reset /), []);
+});
+
+Deno.test("pre-flight warns when --out holds less than 2 GiB per node, and goes on", async () => {
+  const out = tempOut();
+  makeCopies(out);
+  const w = fakeWorld([...preflightRecs(), ...statusRecs(out), ...brokenClusterRecs()], {
+    freeBytes: 3 * 1024 ** 3,
+  });
+  // No terminal and no --yes: wipe goes on to print its plan, and resets nothing.
+  const code = await wipe([...NODES_FLAG, "--out", out], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  assert.match(w.stderr(), /warning: 3\.2 GB free for .*: enough only for dbs under 1\.1 GB each/);
+  assert.deepEqual(w.replay.callsMatching(/ reset /), []);
+});

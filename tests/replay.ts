@@ -10,7 +10,7 @@ import type { spawn } from "node:child_process";
 import { PassThrough } from "node:stream";
 import { existsSync, readFileSync } from "node:fs";
 import { $ as zx$ } from "zx";
-import type { Deps, Shell } from "../lib/deps.ts";
+import { type Deps, freeBytes, type Shell } from "../lib/deps.ts";
 import type { DbReader } from "../lib/copies.ts";
 import { type DbStatus, EtcdDbError } from "../lib/etcd_db.ts";
 
@@ -228,6 +228,8 @@ export function fakeWorld(
     env?: Record<string, string>;
     terminal?: boolean;
     dbs?: Record<string, FakeDb>;
+    /** Free bytes for any --out (default: what the real filesystem says). */
+    freeBytes?: number;
   } = {},
 ): FakeWorld {
   const replay = new Replay(recordings);
@@ -256,6 +258,7 @@ export function fakeWorld(
     },
     signal: interrupts.signal,
     db: fakeDbReader(options.dbs),
+    freeBytes: options.freeBytes === undefined ? freeBytes : () => options.freeBytes,
   };
   return {
     deps,
