@@ -18,6 +18,8 @@ export interface CopyRecord {
   size: number;
   sha256: string;
   copiedAt: string;
+  /** Why the native reader refused the copy when extract read it back (kept as the node gave it). */
+  unreadable?: string;
 }
 
 export interface Manifest {

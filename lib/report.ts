@@ -60,7 +60,14 @@ export function renderReport(out: string, entries: JournalEntry[]): string {
         `| ${node} | ${c?.revision ?? "-"} | ${c?.totalKey ?? "-"} | ${rec?.size ?? "-"} | ${
           rec ? rec.sha256.slice(0, 16) : "-"
         } | ${
-          c?.error ?? (c?.intact === false ? "no" : rec ? "yes" : manifest?.failures[node] ?? "-")
+          c?.error ??
+            (c?.intact === false
+              ? "no"
+              : rec?.unreadable
+              ? `no: ${rec.unreadable}`
+              : rec
+              ? "yes"
+              : manifest?.failures[node] ?? "-")
         } |`,
       );
     }

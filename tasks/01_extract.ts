@@ -56,24 +56,28 @@ export const task: TaskDef = {
       () => extract(ctx),
     );
     const failed = Object.keys(manifest.failures);
-    if (failed.length > 0) {
-      throw new StepError(
-        `Copied ${ctx.opts.nodes.length - failed.length} of ${ctx.opts.nodes.length} nodes; ` +
-          `no copy from ${failed.map((n) => `"${n}"`).join(", ")}`,
-        { hint: "fix the node's reachability and run extract again (done copies are kept)" },
-      );
-    }
     const torn = Object.keys(damaged);
-    if (torn.length > 0) {
-      throw new StepError(
-        `Copied every node, but the copy from ${
-          torn.map((n) => `"${n}"`).join(", ")
-        } is not a readable etcd db (see above)`,
-        {
-          hint: `that node's own db may be damaged: deno task status shows what each copy holds; ` +
-            `wipe and recover refuse without --force while a node has no usable copy`,
-        },
-      );
+    if (failed.length > 0 || torn.length > 0) {
+      const n = ctx.opts.nodes.length;
+      const names = (nodes: string[]) => nodes.map((x) => `"${x}"`).join(", ");
+      const what = [
+        ...(failed.length > 0 ? [`no copy from ${names(failed)}`] : []),
+        ...(torn.length > 0 ? [`the copy from ${names(torn)} is not a readable etcd db`] : []),
+      ];
+      const next = [
+        ...(failed.length > 0
+          ? ["fix the node's reachability and run extract again (done copies are kept)"]
+          : []),
+        ...(torn.length > 0
+          ? [
+            "a node whose copy is torn may have a damaged db itself: extract into a new --out to " +
+            "copy it again; wipe and recover refuse without --force while a node has no usable copy",
+          ]
+          : []),
+      ];
+      throw new StepError(`Copied ${n - failed.length} of ${n} nodes; ${what.join("; ")}`, {
+        hint: next.join("; "),
+      });
     }
   },
 };
@@ -120,6 +124,15 @@ async function extractOne(ctx: Ctx, extraction: Extraction, node: string): Promi
   delete manifest.failures[node];
   if (manifest.copies[node]) {
     const check = await verifyCopy(out, manifest, node);
+    const unreadable = manifest.copies[node].unreadable;
+    if (check.ok && unreadable) {
+      // Recorded torn by an earlier run: a re-run must not pass it off as fine.
+      extraction.damaged[node] = unreadable;
+      ctx.log.error(
+        `${node}: already copied (${file}, sha256 matches), but not a readable etcd db: ${unreadable}`,
+      );
+      return;
+    }
     if (check.ok) return ctx.log.ok(`${node}: already copied (${file}, sha256 matches)`);
     // the manifest keeps the original record, so this copy can never pass as intact
     manifest.failures[node] = `earlier copy ${file} changed since extraction (${check.reason})`;
@@ -128,7 +141,7 @@ async function extractOne(ctx: Ctx, extraction: Extraction, node: string): Promi
   }
   if (existsSync(file)) {
     ctx.log.warn(`${node}: ${file} exists but is not in the manifest; keeping it as the copy`);
-    return record(ctx, extraction, node, file, await readBack(ctx, file));
+    return record(ctx, extraction, node, file, await readBack(ctx, node, file));
   }
   if (existsSync(dir)) {
     manifest.failures[node] = `${dir} exists but holds no db file`;
@@ -136,8 +149,10 @@ async function extractOne(ctx: Ctx, extraction: Extraction, node: string): Promi
     return;
   }
   const partial = `${dir}.partial`;
+  /** A torn earlier attempt, set aside until a later one is recorded. */
+  let aside: string | undefined;
   for (let attempt = 1;; attempt++) {
-    rmSync(partial, { recursive: true, force: true }); // an interrupted or torn earlier copy
+    rmSync(partial, { recursive: true, force: true }); // an interrupted earlier copy
     ctx.log.info(`${node}: copying…`);
     const r = await talos(ctx, node, sub.copyDb(partial), {
       step: "extract",
@@ -152,32 +167,53 @@ async function extractOne(ctx: Ctx, extraction: Extraction, node: string): Promi
         ? tail(r.stderr, 2) || `exit ${r.code}`
         : "talosctl cp exited 0 but wrote no db file";
       ctx.log.error(`${node}: copy failed: ${manifest.failures[node]}`);
+      if (aside) ctx.log.warn(`${node}: the torn earlier copy is kept in ${aside}`);
       return;
     }
     // A copy taken while etcd writes, or cut off, can be torn although cp exited 0: read it
     // whole now, while copying again is cheap, rather than find out at the wipe.
-    const check = await readBack(ctx, join(partial, "db"));
-    if ("problem" in check && attempt < COPY_ATTEMPTS) {
-      ctx.log.warn(`${node}: the copy is not a readable etcd db (${check.problem}); copying again`);
+    const check = await readBack(ctx, node, join(partial, "db"));
+    if ("torn" in check && attempt < COPY_ATTEMPTS) {
+      aside = setAside(partial, dir);
+      ctx.log.warn(
+        `${node}: the copy is not a readable etcd db (${check.torn}); kept in ${aside}, copying again`,
+      );
       continue;
     }
     renameSync(partial, dir);
-    return await record(ctx, extraction, node, file, check, r.durationMs);
+    await record(ctx, extraction, node, file, check, r.durationMs);
+    // A later copy is recorded (whole, or torn again and kept): the earlier one adds nothing.
+    if (aside) rmSync(aside, { recursive: true, force: true });
+    return;
   }
 }
 
 /** Copies of one node made before a torn copy is kept as it is. */
 const COPY_ATTEMPTS = 2;
 
-type ReadBack = { revision: number } | { problem: string };
+/** Moves a torn attempt to the first free `DIR.torn-N`, never over anything. */
+function setAside(partial: string, dir: string): string {
+  let n = 1;
+  while (existsSync(`${dir}.torn-${n}`)) n++;
+  renameSync(partial, `${dir}.torn-${n}`);
+  return `${dir}.torn-${n}`;
+}
 
-/** The copy's revision, or why the native reader refuses it (never a db's contents). */
-function readBack(ctx: Ctx, file: string): Promise<ReadBack> {
+/**
+ * What reading a copy back found: its revision; `torn` when the reader refuses the file (cut
+ * short, damaged: copying again may help); `unread` when the file could not be read at all.
+ */
+type ReadBack = { revision: number } | { torn: string } | { unread: string };
+
+/** Reads a copy whole with the native reader (never printing its contents). */
+function readBack(ctx: Ctx, node: string, file: string): Promise<ReadBack> {
+  ctx.log.info(`${node}: reading the copy back (${humanizeBytes(statSync(file).size)})…`);
   return ctx.deps.db.status(file).then(
     (db) => ({ revision: db.revision }),
-    (error) => ({
-      problem: error instanceof EtcdDbError ? summarize(error.problems) : String(error),
-    }),
+    (error) =>
+      error instanceof EtcdDbError
+        ? { torn: summarize(error.problems) }
+        : { unread: (error as Error).message ?? String(error) },
   );
 }
 
@@ -197,21 +233,21 @@ async function record(
     size,
     sha256: await sha256File(file),
     copiedAt: new Date(ctx.deps.now()).toISOString(),
+    ...("torn" in check ? { unreadable: check.torn } : {}),
   };
   writeManifest(ctx.opts.out, manifest);
   const took = durationMs !== undefined ? ` in ${formatMs(durationMs)}` : "";
+  const what = `${node}: ${file} ${humanizeBytes(size)}${took}`;
   const sha = `sha256 ${manifest.copies[node].sha256.slice(0, 12)}…`;
-  if ("problem" in check) {
-    // Kept: it is what the node gave, and status, wipe and recover name the problem again.
-    damaged[node] = check.problem;
-    ctx.log.error(
-      `${node}: ${file} ${
-        humanizeBytes(size)
-      }${took}, ${sha}, is not a readable etcd db: ${check.problem}`,
-    );
-    return;
+  if ("torn" in check) {
+    // Kept: it is what the node gave; a re-run, status, wipe and recover name it again.
+    damaged[node] = check.torn;
+    ctx.log.error(`${what}, ${sha}, is not a readable etcd db: ${check.torn}`);
+  } else if ("unread" in check) {
+    ctx.log.warn(`${what}, ${sha}; could not read it back: ${check.unread}`);
+  } else {
+    ctx.log.ok(`${what}, revision ${check.revision}, ${sha}`);
   }
-  ctx.log.ok(`${node}: ${file} ${humanizeBytes(size)}${took}, revision ${check.revision}, ${sha}`);
 }
 
 export function main(args: string[], deps?: Deps): Promise<number> {

@@ -25,6 +25,8 @@ import { printPlan } from "../lib/confirm.ts";
 import { shellLine } from "../lib/talosctl.ts";
 import { copyFile } from "../lib/manifest.ts";
 import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { readProgress } from "../lib/resume.ts";
 
 export const task: TaskDef = {
   name: "status",
@@ -41,14 +43,7 @@ export const task: TaskDef = {
     );
     ctx.log.raw(statusTable(insp));
     if (ctx.opts.json) ctx.deps.stdout(JSON.stringify(statusJson(insp), null, 2) + "\n");
-    const unusable = insp.rows.filter((r) => !r.status).map((r) => r.node);
-    if (unusable.length > 0) {
-      ctx.log.warn(
-        `no usable copy from ${unusable.map((n) => `"${n}"`).join(", ")} (see NOTE): ` +
-          `wipe and recover refuse without --force, as that node might hold the newest data; ` +
-          `to copy again, run extract with a new --out (this one keeps what was copied)`,
-      );
-    }
+    adviseUnusable(ctx, insp);
     if (!insp.choice) {
       throw new StepError("No copy could be read: there is no seed", {
         hint: "see the problems above; extract again into a new --out",
@@ -65,6 +60,42 @@ export const task: TaskDef = {
     if (!ctx.opts.json) ctx.deps.stdout(`${seed}\n`);
   },
 };
+
+/**
+ * What to do about nodes without a usable copy, by cause: a missing copy is made by running
+ * extract again on the same OUT; a torn or changed one only with a new --out (extract never
+ * overwrites a copy); after a wipe there is nothing left to copy.
+ */
+function adviseUnusable(ctx: Ctx, insp: Inspection): void {
+  const rows = insp.rows.filter((r) => !r.status);
+  if (rows.length === 0) return;
+  const names = (list: typeof rows) => list.map((r) => `"${r.node}"`).join(", ");
+  if (readProgress(ctx.opts.out).done.has("wipe")) {
+    ctx.log.warn(
+      `no usable copy from ${names(rows)} (see NOTE); the nodes were already wiped ` +
+        `(${join(ctx.opts.out, "journal.jsonl")}): these copies are all there is`,
+    );
+    return;
+  }
+  const missing = rows.filter((r) => !existsSync(r.file));
+  const unusable = rows.filter((r) => existsSync(r.file));
+  if (missing.length > 0) {
+    ctx.log.warn(
+      `no copy from ${names(missing)}: run extract again with the same --out ` +
+        `(it copies only the nodes without one)`,
+    );
+  }
+  if (unusable.length > 0) {
+    ctx.log.warn(
+      `the copy from ${names(unusable)} cannot be used (see NOTE): to copy it again, ` +
+        `extract into a new --out (a copy is never overwritten)`,
+    );
+  }
+  ctx.log.warn(
+    "wipe and recover refuse without --force while a node has no usable copy " +
+      "(it might hold the newest data)",
+  );
+}
 
 /** The commands status runs, as bash. */
 export function statusPlan(ctx: Ctx): string[] {

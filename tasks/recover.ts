@@ -78,6 +78,11 @@ export async function recover(ctx: Ctx): Promise<void> {
       if (manifest && nodes.every((n) => manifest.copies[n])) {
         const oldest = Math.min(...nodes.map((n) => Date.parse(manifest.copies[n].copiedAt)));
         ctx.log.ok(`reusing the complete extraction in ${out} (${nodes.length} copies)`);
+        for (const n of nodes.filter((n) => manifest.copies[n].unreadable)) {
+          ctx.log.warn(
+            `${n}: its copy is not a readable etcd db (${manifest.copies[n].unreadable})`,
+          );
+        }
         ctx.log.warn(
           `those copies were made ${formatMs(ctx.deps.now() - oldest)} ago (${
             new Date(oldest).toISOString()

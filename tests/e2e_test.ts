@@ -134,7 +134,7 @@ Deno.test("e2e: a torn copy is copied again; a failed copy is refused before any
     assert.equal(r.code, 2, tail(r));
     assert.match(
       r.stderr,
-      /127\.0\.53\.11: the copy is not a readable etcd db \(file is cut short: .*\); copying again/,
+      /127\.0\.53\.11: the copy is not a readable etcd db \(file is cut short: .*\); kept in .*db\.127\.0\.53\.11\.torn-1, copying again/,
     );
     assert.match(r.stderr, /ok: 127\.0\.53\.11: .* revision \d+, sha256/);
     assert.match(r.stderr, /Refusing to wipe: no usable copy from "127\.0\.53\.12"/);

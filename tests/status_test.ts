@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { appendFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { main as status } from "../tasks/02_status.ts";
 import { main as wipe } from "../tasks/03_wipe.ts";
@@ -79,7 +79,16 @@ Deno.test("a copy the reader refuses shows INTACT no, status says what to do, wi
   );
   assert.match(
     w.stderr(),
-    /warning: no usable copy from "192\.168\.53\.12" .*wipe and recover refuse without --force.*run extract with a new --out/,
+    /warning: the copy from "192\.168\.53\.12" cannot be used \(see NOTE\): to copy it again, extract into a new --out/,
+  );
+  assert.match(
+    w.stderr(),
+    /warning: wipe and recover refuse without --force while a node has no usable copy/,
+  );
+  assert.doesNotMatch(
+    w.stderr(),
+    /run extract again with the same --out/,
+    "it would keep the torn copy",
   );
   const json = fakeWorld(statusRecs(out, [N10, SEED]));
   assert.equal(await status(["--out", out, "--json"], json.deps), 0);
@@ -96,4 +105,32 @@ Deno.test("a copy the reader refuses shows INTACT no, status says what to do, wi
     /Refusing to wipe: no usable copy from "192\.168\.53\.12" \(.*cut short/,
   );
   assert.deepEqual(wiped.replay.callsMatching(/ reset /), []);
+});
+
+Deno.test("status: a node without a copy is copied by extract on the same --out; after a wipe, no advice to copy", async () => {
+  const out = tempOut();
+  makeCopies(out);
+  rmSync(join(out, `db.${N12}`), { recursive: true });
+  const w = fakeWorld(statusRecs(out, [N10, SEED]));
+  assert.equal(await status(["--out", out], w.deps), 0, w.stderr());
+  w.replay.assertDone();
+  assert.match(
+    w.stderr(),
+    /warning: no copy from "192\.168\.53\.12": run extract again with the same --out \(it copies only the nodes without one\)/,
+  );
+  assert.doesNotMatch(w.stderr(), /new --out/);
+
+  // Once the journal records a wipe, the nodes have nothing left to copy.
+  appendFileSync(
+    join(out, "journal.jsonl"),
+    JSON.stringify({ ts: "2026-11-24T10:05:00.000Z", type: "step", step: "wipe", event: "ok" }) +
+      "\n",
+  );
+  const after = fakeWorld(statusRecs(out, [N10, SEED]));
+  assert.equal(await status(["--out", out], after.deps), 0, after.stderr());
+  assert.match(
+    after.stderr(),
+    /warning: no usable copy from "192\.168\.53\.12" \(see NOTE\); the nodes were already wiped .*: these copies are all there is/,
+  );
+  assert.doesNotMatch(after.stderr(), /run extract/);
 });

@@ -133,9 +133,10 @@ Deno.test("extract: a torn copy (cp exit 0, file cut short) is copied again and 
   assert.equal(code, 0, w.stderr());
   w.replay.assertDone();
   assert.equal(w.replay.callsMatching(/-n 192\.168\.53\.12 cp /).length, 2);
+  assert.match(w.stderr(), /192\.168\.53\.12: reading the copy back \(\d+ B\)…/);
   assert.match(
     w.stderr(),
-    /warning: 192\.168\.53\.12: the copy is not a readable etcd db \(file is cut short: .*\); copying again/,
+    /warning: 192\.168\.53\.12: the copy is not a readable etcd db \(file is cut short: .*\); kept in .*db\.192\.168\.53\.12\.torn-1, copying again/,
   );
   // The revision read back from the copy (the fixture of 192.168.53.12 holds 1843290).
   assert.match(
@@ -143,8 +144,10 @@ Deno.test("extract: a torn copy (cp exit 0, file cut short) is copied again and 
     /ok: 192\.168\.53\.12: .*db\.192\.168\.53\.12\/db .*revision 1843290, sha256/,
   );
   assert.equal(readFileSync(join(out, `db.${N12}`, "db"), "utf8"), `raw db of ${N12}`);
-  assert.equal(existsSync(join(out, `db.${N12}.partial`)), false, "no torn copy left behind");
+  assert.equal(existsSync(join(out, `db.${N12}.partial`)), false);
+  assert.equal(existsSync(join(out, `db.${N12}.torn-1`)), false, "gone once a whole copy is kept");
   assert.deepEqual(Object.keys(manifest(out).copies).sort(), [N10, SEED, N12]);
+  assert.equal(manifest(out).copies[N12].unreadable, undefined);
   assert.deepEqual(manifest(out).failures, {});
 });
 
@@ -167,13 +170,70 @@ Deno.test("extract: a copy torn twice is kept and recorded, and extract exits 1 
   );
   assert.match(
     w.stderr(),
-    /error: Copied every node, but the copy from "192\.168\.53\.12" is not a readable etcd db/,
+    /error: Copied 3 of 3 nodes; the copy from "192\.168\.53\.12" is not a readable etcd db/,
   );
-  assert.match(w.stderr(), /refuse without --force while a node has no usable copy/);
-  // Kept as the node gave it, with its sha256: status and wipe name the problem again.
+  assert.match(w.stderr(), /extract into a new --out to copy it again; wipe and recover refuse/);
+  // Kept as the node gave it, with its sha256 and why it cannot be read.
   assert.equal(readFileSync(join(out, `db.${N12}`, "db"), "utf8"), torn);
   assert.equal(manifest(out).copies[N12].size, torn.length);
+  assert.match(manifest(out).copies[N12].unreadable, /file is cut short/);
+  assert.equal(existsSync(join(out, `db.${N12}.torn-1`)), false, "one torn copy is enough");
   assert.match(lastEnd(out).error ?? "", /"192\.168\.53\.12" is not a readable etcd db/);
+  assert.match(
+    report(out),
+    /\| 192\.168\.53\.12 \| - \| - \| \d+ \| [0-9a-f]{16} \| no: file is cut short/,
+  );
+
+  // A re-run does not pass the recorded torn copy off as fine, and does not copy again.
+  const again = fakeWorld([]);
+  assert.equal(await extract([...NODES_FLAG, "--out", out], again.deps), 1, again.stderr());
+  assert.deepEqual(again.replay.calls, []);
+  assert.match(
+    again.stderr(),
+    /error: 192\.168\.53\.12: already copied .*sha256 matches\), but not a readable etcd db: file is cut short/,
+  );
+  assert.match(again.stderr(), /the copy from "192\.168\.53\.12" is not a readable etcd db/);
+});
+
+Deno.test("extract: a torn copy whose second cp fails is kept aside; both problems are named", async () => {
+  const out = tempOut();
+  const torn = `${TORN} half of the db`;
+  const w = fakeWorld([
+    rec.cp(out, N10),
+    { cmd: cpCmd(out, SEED), stderr: refusedText(SEED, "copying"), code: 1 },
+    rec.cp(out, N12, torn),
+    { cmd: cpCmd(out, N12), stderr: refusedText(N12, "copying"), code: 1 },
+  ]);
+  const code = await extract([...NODES_FLAG, "--out", out], w.deps);
+  assert.equal(code, 1, w.stderr());
+  w.replay.assertDone();
+  // The only bytes this node gave are not thrown away.
+  assert.equal(readFileSync(join(out, `db.${N12}.torn-1`, "db"), "utf8"), torn);
+  assert.match(w.stderr(), /warning: 192\.168\.53\.12: the torn earlier copy is kept in .*torn-1/);
+  assert.match(
+    w.stderr(),
+    /error: Copied 1 of 3 nodes; no copy from "192\.168\.53\.11", "192\.168\.53\.12"/,
+  );
+  assert.deepEqual(Object.keys(manifest(out).copies), [N10]);
+});
+
+Deno.test("extract: a failed node and a torn copy in one run are both named", async () => {
+  const out = tempOut();
+  const torn = `${TORN} half of the db`;
+  const w = fakeWorld([
+    rec.cp(out, N10, torn),
+    rec.cp(out, N10, torn),
+    rec.cp(out, SEED),
+    { cmd: cpCmd(out, N12), stderr: refusedText(N12, "copying"), code: 1 },
+  ]);
+  const code = await extract([...NODES_FLAG, "--out", out], w.deps);
+  assert.equal(code, 1, w.stderr());
+  w.replay.assertDone();
+  assert.match(
+    w.stderr(),
+    /error: Copied 2 of 3 nodes; no copy from "192\.168\.53\.12"; the copy from "192\.168\.53\.10" is not a readable etcd db/,
+  );
+  assert.match(w.stderr(), /fix the node's reachability .*; a node whose copy is torn/);
 });
 
 Deno.test("extract: a re-run copies only the missing node and leaves intact copies untouched", async () => {
