@@ -6,7 +6,8 @@
 
 import type { Ctx } from "./context.ts";
 import type { DbAlarm, DbStatus, KeyHistoryHash } from "./etcd_db.ts";
-import { keyHistoryHash, readHistorySpan, readStatus } from "./etcd_db.ts";
+import { EtcdDbError, keyHistoryHash, readHistorySpan, readStatus } from "./etcd_db.ts";
+import { InterruptedError } from "./errors.ts";
 import {
   commonHistoryRange,
   compareCopies,
@@ -32,6 +33,63 @@ export const nativeReader: DbReader = {
   history: keyHistoryHash,
 };
 
+/** One read, as `lib/db_worker.ts` takes it. */
+export type DbOp =
+  | { op: "status"; path: string; history?: HistoryRange }
+  | { op: "history"; path: string; uptoRevision: number; sinceRevision: number };
+
+/** The worker's answer: the result, the reader's refusal (an `EtcdDbError`), or another error. */
+export type DbReply =
+  | { result: unknown }
+  | { error: { path: string; problems: readonly string[] } | { message: string } };
+
+/**
+ * The native reader, each whole read in a worker of its own (`lib/db_worker.ts`): copies are read
+ * side by side on as many cores as there are, and the main thread stays free, so Ctrl-C
+ * (`signal`) stops a read of a multi-GB copy at once: the worker is terminated and the read
+ * rejects with `InterruptedError`. The reader's own refusal comes back as `EtcdDbError`.
+ */
+export function workerReader(signal: AbortSignal): DbReader {
+  const run = <T>(op: DbOp): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      if (signal.aborted) return reject(interrupted(op.path));
+      const worker = new Worker(new URL("./db_worker.ts", import.meta.url), { type: "module" });
+      const done = () => {
+        worker.terminate();
+        signal.removeEventListener("abort", onAbort);
+      };
+      const onAbort = () => {
+        done();
+        reject(interrupted(op.path));
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      worker.onmessage = (event: MessageEvent<DbReply>) => {
+        done();
+        const reply = event.data;
+        if ("result" in reply) return resolve(reply.result as T);
+        const e = reply.error;
+        reject("problems" in e ? new EtcdDbError(e.path, e.problems) : new Error(e.message));
+      };
+      worker.onerror = (event) => {
+        event.preventDefault();
+        done();
+        reject(new Error(`the db reader stopped reading ${op.path}: ${event.message}`));
+      };
+      worker.postMessage(op);
+    });
+  return {
+    // A few pages whatever the size: quicker on this thread than a worker's start.
+    span: (path) => signal.aborted ? Promise.reject(interrupted(path)) : readHistorySpan(path),
+    status: (path, history) => run({ op: "status", path, history }),
+    history: (path, uptoRevision, sinceRevision) =>
+      run({ op: "history", path, uptoRevision, sinceRevision }),
+  };
+}
+
+function interrupted(path: string): InterruptedError {
+  return new InterruptedError(`Interrupted while reading ${path}`);
+}
+
 /**
  * The range every copy holds, from the fast reads of `files`; undefined with fewer than two
  * readable copies or nothing in common. A copy that cannot be read is left out here: its full
@@ -41,7 +99,12 @@ export async function plannedRange(
   ctx: Ctx,
   files: readonly string[],
 ): Promise<HistoryRange | undefined> {
-  const spans = (await Promise.all(files.map((f) => ctx.deps.db.span(f).catch(() => undefined))))
+  const fast = (f: string) =>
+    ctx.deps.db.span(f).catch((error) => {
+      if (error instanceof InterruptedError) throw error;
+      return undefined;
+    });
+  const spans = (await Promise.all(files.map(fast)))
     .filter((s) => s !== undefined);
   if (spans.length < 2) return undefined;
   const range = commonHistoryRange(spans);

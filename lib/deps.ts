@@ -8,7 +8,7 @@ import { $ as zx$, type Shell as ZxShell } from "zx";
 import { setTimeout as sleepTimer } from "node:timers/promises";
 import { existsSync, statfsSync } from "node:fs";
 import { dirname } from "node:path";
-import { type DbReader, nativeReader } from "./copies.ts";
+import { type DbReader, workerReader } from "./copies.ts";
 
 /** zx `$` called with options: what tasks run commands with. */
 export type Shell = ZxShell;
@@ -75,7 +75,7 @@ export function realDeps(): Deps {
     now: () => Date.now(),
     sleep: (ms, signal) => sleepTimer(ms, undefined, { signal }),
     signal: controller.signal,
-    db: nativeReader,
+    db: workerReader(controller.signal),
     freeBytes,
   };
 }

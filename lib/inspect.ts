@@ -5,7 +5,7 @@
 
 import { join } from "node:path";
 import type { Ctx } from "./context.ts";
-import { RefusedError } from "./errors.ts";
+import { InterruptedError, RefusedError } from "./errors.ts";
 import { EtcdDbError } from "./etcd_db.ts";
 import { existsSync, readdirSync } from "node:fs";
 import { copyFile, type Manifest, MANIFEST_FILE, readManifest, verifyCopy } from "./manifest.ts";
@@ -75,6 +75,7 @@ export async function inspectCopies(
       const status = await readCopy(ctx, node, file, range);
       return { node, file, intact: true, status };
     } catch (error) {
+      if (error instanceof InterruptedError) throw error; // Ctrl-C: not a fact about the copy
       // Not intact when the reader refuses the file itself (cut short, damaged); etcdutl
       // failing on a file the reader checked whole makes it unusable, not damaged.
       const intact = !(error instanceof EtcdDbError);
@@ -94,6 +95,7 @@ export async function inspectCopies(
     ctx,
     rows.flatMap((r) => r.status ? [{ node: r.node, file: r.file, status: r.status }] : []),
   ).catch((error) => {
+    if (error instanceof InterruptedError) throw error;
     ctx.log.warn(`the copies' histories could not be compared: ${(error as Error).message}`);
     return undefined;
   });

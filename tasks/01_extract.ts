@@ -17,7 +17,7 @@ import { chmodSync, existsSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type Ctx, step } from "../lib/context.ts";
 import type { Deps } from "../lib/deps.ts";
-import { StepError } from "../lib/errors.ts";
+import { InterruptedError, StepError } from "../lib/errors.ts";
 import { EtcdDbError, summarize } from "../lib/etcd_db.ts";
 import { humanizeBytes } from "../lib/humanize.ts";
 import { ensurePrivateDir } from "../lib/journal.ts";
@@ -210,10 +210,12 @@ function readBack(ctx: Ctx, node: string, file: string): Promise<ReadBack> {
   ctx.log.info(`${node}: reading the copy back (${humanizeBytes(statSync(file).size)})…`);
   return ctx.deps.db.status(file).then(
     (db) => ({ revision: db.revision }),
-    (error) =>
-      error instanceof EtcdDbError
+    (error) => {
+      if (error instanceof InterruptedError) throw error;
+      return error instanceof EtcdDbError
         ? { torn: summarize(error.problems) }
-        : { unread: (error as Error).message ?? String(error) },
+        : { unread: (error as Error).message ?? String(error) };
+    },
   );
 }
 

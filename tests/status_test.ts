@@ -5,6 +5,7 @@ import { main as status } from "../tasks/02_status.ts";
 import { main as wipe } from "../tasks/03_wipe.ts";
 import { main as extract } from "../tasks/01_extract.ts";
 import { fakeWorld, TORN } from "./replay.ts";
+import { InterruptedError } from "../lib/errors.ts";
 import {
   extractRecs,
   makeCopies,
@@ -133,4 +134,23 @@ Deno.test("status: a node without a copy is copied by extract on the same --out;
     /warning: no usable copy from "192\.168\.53\.12" \(see NOTE\); the nodes were already wiped .*: these copies are all there is/,
   );
   assert.doesNotMatch(after.stderr(), /run extract/);
+});
+
+Deno.test("status: Ctrl-C while a copy is read stops with exit 130, not as an unreadable copy", async () => {
+  const out = tempOut();
+  makeCopies(out);
+  const w = fakeWorld([]);
+  const reader = w.deps.db;
+  w.deps.db = {
+    ...reader,
+    status: (path) =>
+      path.includes(N12)
+        ? Promise.reject(new InterruptedError(`Interrupted while reading ${path}`))
+        : reader.status(path),
+  };
+  const code = await status(["--out", out], w.deps);
+  assert.equal(code, 130, w.stderr());
+  assert.match(w.stderr(), /error: Interrupted while reading .*db\.192\.168\.53\.12\/db/);
+  assert.doesNotMatch(w.stderr(), /no usable copy|NODE\s+REVISION|seed:/);
+  assert.equal(w.stdout(), "", "no seed printed");
 });

@@ -1,0 +1,36 @@
+/// <reference lib="deno.worker" />
+/**
+ * Runs one read of the native db reader off the main thread (see `workerReader` in
+ * `lib/copies.ts`): the read is synchronous page by page, and a multi-GB copy would
+ * otherwise hold the event loop, and with it Ctrl-C, for seconds.
+ *
+ * Message in: a `DbOp` (lib/copies.ts). Message out: a `DbReply`: `{ result }`,
+ * or `{ error: { path, problems } }` for the reader's own refusal (`EtcdDbError`), or
+ * `{ error: { message } }` for anything else.
+ */
+
+import { EtcdDbError, keyHistoryHash, readStatus } from "./etcd_db.ts";
+import type { DbOp, DbReply } from "./copies.ts";
+
+function run(m: DbOp): Promise<unknown> {
+  switch (m.op) {
+    case "status":
+      return readStatus(m.path, { history: m.history });
+    case "history":
+      return keyHistoryHash(m.path, m.uptoRevision, m.sinceRevision);
+  }
+}
+
+self.onmessage = async (event: MessageEvent<DbOp>) => {
+  let reply: DbReply;
+  try {
+    reply = { result: await run(event.data) };
+  } catch (error) {
+    reply = {
+      error: error instanceof EtcdDbError
+        ? { path: error.path, problems: error.problems }
+        : { message: error instanceof Error ? error.message : String(error) },
+    };
+  }
+  self.postMessage(reply);
+};
