@@ -29,8 +29,6 @@ const BIG_VALUE_BYTES = 100_000;
 const SMALL_VALUE_BYTES = 600;
 /** Share of the target size written as small keys (the rest as 100 KB values). */
 const SMALL_SHARE = 0.15;
-const BENCH_CLIENT_PORT = 42579;
-const BENCH_PEER_PORT = 42580;
 
 interface Args {
   dir: string;
@@ -57,14 +55,13 @@ async function generate(dir: string, sizeMb: number, out: string): Promise<void>
   const { COMMIT_WAIT_MS, copyDb, sleep, startEtcd } = await lab();
   const work = `${dir}/etcd`;
   await Deno.remove(work, { recursive: true }).catch(() => {});
-  console.error(`==> Generating a ~${sizeMb} MB db with etcd on 127.0.0.1:${BENCH_CLIENT_PORT}`);
   const etcd = await startEtcd(work, {
     name: "bench",
     token: "bench",
-    clientPort: BENCH_CLIENT_PORT,
-    peerPort: BENCH_PEER_PORT,
+    ports: "free",
     args: ["--quota-backend-bytes", String(8 * 1024 ** 3)],
   });
+  console.error(`==> Generating a ~${sizeMb} MB db with etcd on ${etcd.url}`);
   try {
     const gw = etcd.gateway;
     const target = sizeMb * 1_000_000;

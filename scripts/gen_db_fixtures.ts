@@ -23,9 +23,9 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { pickPorts } from "../lib/sim/ports.ts";
 
 export const CLIENT_PORT = 42379;
-export const PEER_PORT = 42380;
 /** How long etcd may take to answer after start. */
 const READY_TIMEOUT_MS = 20_000;
 /** Longer than etcd's backend commit interval (100 ms), so a raw copy holds every write. */
@@ -55,15 +55,19 @@ export interface Etcd {
   stop(): Promise<void>;
 }
 
-/** Starts one etcd member in `dir` on 127.0.0.1 and waits until it answers. */
+/**
+ * Starts one etcd member in `dir` on 127.0.0.1 and waits until it answers. Ports: the fixed
+ * fixture ports (the member's URLs are recorded in the fixtures), or `ports: "free"` for two
+ * free ones below the ephemeral range (tests and benches).
+ */
 export async function startEtcd(
   dir: string,
-  opts: { name?: string; token?: string; clientPort?: number; peerPort?: number; args?: string[] } =
-    {},
+  opts: { name?: string; token?: string; ports?: "fixture" | "free"; args?: string[] } = {},
 ): Promise<Etcd> {
   const name = opts.name ?? "m1";
-  const client = `http://127.0.0.1:${opts.clientPort ?? CLIENT_PORT}`;
-  const peer = `http://127.0.0.1:${opts.peerPort ?? PEER_PORT}`;
+  const base = opts.ports === "free" ? pickPorts(2) : CLIENT_PORT;
+  const client = `http://127.0.0.1:${base}`;
+  const peer = `http://127.0.0.1:${base + 1}`;
   const dataDir = join(dir, name);
   mkdirSync(dir, { recursive: true });
   const log = await Deno.open(join(dir, `${name}.log`), {
@@ -102,6 +106,8 @@ export async function startEtcd(
     stderr: "piped",
   }).spawn();
   const logged = child.stderr.pipeTo(log.writable).catch(() => {});
+  let exited: Deno.CommandStatus | undefined;
+  child.status.then((s) => exited = s);
   let stopped = false;
   const etcd: Etcd = {
     pid: child.pid,
@@ -127,9 +133,17 @@ export async function startEtcd(
     const deadline = Date.now() + READY_TIMEOUT_MS;
     for (;;) {
       try {
-        await etcd.gateway.post("/v3/maintenance/status", {});
+        await etcd.gateway.post("/v3/maintenance/status", {}, 1_000);
         return etcd;
       } catch (error) {
+        if (exited) {
+          await logged;
+          const tail = Deno.readTextFileSync(join(dir, `${name}.log`)).trim().split("\n").slice(-5);
+          throw new Error(
+            `etcd on ${client} exited (code ${exited.code}) before it answered; its log ends:\n` +
+              tail.join("\n"),
+          );
+        }
         if (Date.now() > deadline) {
           throw new Error(
             `etcd did not answer on ${client} within ${READY_TIMEOUT_MS} ms (log: ${dir}/${name}.log)`,
@@ -149,11 +163,13 @@ export async function startEtcd(
 export class Gateway {
   constructor(readonly url: string) {}
 
-  async post(path: string, body: unknown): Promise<Record<string, unknown>> {
+  /** One request; it fails after `timeoutMs` rather than wait on a port that never answers. */
+  async post(path: string, body: unknown, timeoutMs = 30_000): Promise<Record<string, unknown>> {
     const res = await fetch(`${this.url}${path}`, {
       method: "POST",
       body: JSON.stringify(body),
       headers: { "content-type": "application/json" },
+      signal: AbortSignal.timeout(timeoutMs),
     });
     const text = await res.text();
     if (!res.ok) throw new Error(`POST ${path}: HTTP ${res.status}: ${text}`);

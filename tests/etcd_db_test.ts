@@ -1343,11 +1343,7 @@ Deno.test(
   async () => {
     assertTool("etcd");
     const dir = tempDir();
-    const etcd = await startEtcd(dir, {
-      clientPort: 42479,
-      peerPort: 42480,
-      token: "etcd-db-test",
-    });
+    const etcd = await startEtcd(dir, { ports: "free", token: "etcd-db-test" });
     try {
       const gw = etcd.gateway;
       for (let i = 0; i < 50; i++) await gw.put(`/test/${i}`, `value ${i}`);

@@ -20,6 +20,7 @@ import { fixtureManifest } from "./fixtures.ts";
 import { memberHex, tabwrite } from "./format.ts";
 import { b64, gw, prefixEnd, unb64 } from "./gateway.ts";
 import { ETCDUTL_WRAPPER, KUBECTL_WRAPPER, TALOSCTL_WRAPPER } from "./paths.ts";
+import { pickPorts } from "./ports.ts";
 import { alive, killHard, startedProcs, stopGracefully } from "./proc.ts";
 import {
   type Backend,
@@ -63,29 +64,6 @@ export function etcdInstalled(): boolean {
 
 export function nodeLabels(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `127.0.53.${10 + i}`);
-}
-
-function portFree(port: number): boolean {
-  try {
-    Deno.listen({ hostname: "127.0.0.1", port }).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * A base port with `count` free ports after it, below the ephemeral range (32768+): a
- * member dialling a peer that is not up yet could otherwise connect to itself on that port.
- */
-function pickPorts(count: number): number {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const base = 20_000 + 2 * Math.floor(Math.random() * 5_000);
-    let free = true;
-    for (let p = base; p < base + count && free; p++) free = portFree(p);
-    if (free) return base;
-  }
-  throw new Error("No free ports between 20000 and 30000 on 127.0.0.1");
 }
 
 /** `update` on an existing lab; a missing lab is a `LabError`. */
