@@ -49,11 +49,18 @@ export type DbReply =
  * (`signal`) stops a read of a multi-GB copy at once: the worker is terminated and the read
  * rejects with `InterruptedError`. The reader's own refusal comes back as `EtcdDbError`.
  */
-export function workerReader(signal: AbortSignal): DbReader {
-  const run = <T>(op: DbOp): Promise<T> =>
+export function workerReader(
+  signal: AbortSignal,
+  options: { script?: URL; workers?: number } = {},
+): DbReader {
+  const script = options.script ?? new URL("./db_worker.ts", import.meta.url);
+  // One read per core at a time: more only adds memory (each read holds its own key set)
+  // and start-up cost on the main thread.
+  const slots = new Slots(options.workers ?? Math.max(1, navigator.hardwareConcurrency || 1));
+  const once = <T>(op: DbOp): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       if (signal.aborted) return reject(interrupted(op.path));
-      const worker = new Worker(new URL("./db_worker.ts", import.meta.url), { type: "module" });
+      const worker = new Worker(script, { type: "module" });
       const done = () => {
         worker.terminate();
         signal.removeEventListener("abort", onAbort);
@@ -66,9 +73,16 @@ export function workerReader(signal: AbortSignal): DbReader {
       worker.onmessage = (event: MessageEvent<DbReply>) => {
         done();
         const reply = event.data;
+        if (!reply || typeof reply !== "object") {
+          return reject(new Error(`the db reader gave no answer for ${op.path}`));
+        }
         if ("result" in reply) return resolve(reply.result as T);
         const e = reply.error;
         reject("problems" in e ? new EtcdDbError(e.path, e.problems) : new Error(e.message));
+      };
+      worker.onmessageerror = () => {
+        done();
+        reject(new Error(`the db reader's answer for ${op.path} could not be received`));
       };
       worker.onerror = (event) => {
         event.preventDefault();
@@ -77,6 +91,7 @@ export function workerReader(signal: AbortSignal): DbReader {
       };
       worker.postMessage(op);
     });
+  const run = <T>(op: DbOp): Promise<T> => slots.run(() => once<T>(op));
   return {
     // A few pages whatever the size: quicker on this thread than a worker's start.
     span: (path) => signal.aborted ? Promise.reject(interrupted(path)) : readHistorySpan(path),
@@ -84,6 +99,26 @@ export function workerReader(signal: AbortSignal): DbReader {
     history: (path, uptoRevision, sinceRevision) =>
       run({ op: "history", path, uptoRevision, sinceRevision }),
   };
+}
+
+/** Runs at most `size` tasks at once, the others in the order they came. */
+export class Slots {
+  #free: number;
+  #waiting: (() => void)[] = [];
+  constructor(size: number) {
+    this.#free = size;
+  }
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((go) => this.#waiting.push(go));
+    try {
+      return await task();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
 }
 
 function interrupted(path: string): InterruptedError {

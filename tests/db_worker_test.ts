@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import process from "node:process";
 import { join } from "node:path";
-import { nativeReader, workerReader } from "../lib/copies.ts";
+import { nativeReader, Slots, workerReader } from "../lib/copies.ts";
 import { EtcdDbError } from "../lib/etcd_db.ts";
 import { InterruptedError } from "../lib/errors.ts";
 
@@ -67,17 +68,60 @@ Deno.test("a damaged copy is refused with the same EtcdDbError as on the main th
   }
 });
 
-Deno.test("Ctrl-C stops a read at once: InterruptedError, and no worker is left running", async () => {
+/** CPU milliseconds this process spends over the next `ms` of wall time (idle: about 0). */
+async function cpuOver(ms: number): Promise<number> {
+  const start = process.cpuUsage();
+  await new Promise((r) => setTimeout(r, ms));
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1000;
+}
+
+Deno.test("Ctrl-C stops a running read at once: InterruptedError, and its worker is terminated", async () => {
   const controller = new AbortController();
-  const reader = workerReader(controller.signal);
-  const started = performance.now();
+  const script = new URL("./busy_worker.ts", import.meta.url);
+  const reader = workerReader(controller.signal, { script });
   const read = reader.status(DB("etcd-3.4.db"));
+  read.catch(() => {}); // asserted below
+  await new Promise((r) => setTimeout(r, 300)); // the worker is up
+  const during = await cpuOver(300);
+  assert.ok(during > 100, "the worker spins");
+  const aborted = performance.now();
   controller.abort(new Error("received SIGINT"));
   await assert.rejects(
     read,
-    (e) => e instanceof InterruptedError && /Interrupted while reading/.test(e.message),
+    (e) =>
+      e instanceof InterruptedError && /Interrupted while reading .*etcd-3\.4\.db/.test(e.message),
   );
-  assert.ok(performance.now() - started < 1000);
-  // Once interrupted, no new read starts. (Deno's sanitizers fail this test on a live worker.)
+  assert.ok(performance.now() - aborted < 1000);
+  await new Promise((r) => setTimeout(r, 100));
+  const after = await cpuOver(300);
+  assert.ok(after < 100, "nothing spins any more: the worker is gone");
+  // Once interrupted, no new read starts, fast path included.
+  await assert.rejects(reader.status(DB("etcd-3.4.db")), InterruptedError);
   await assert.rejects(reader.span(DB("etcd-3.4.db")), InterruptedError);
+});
+
+Deno.test("Slots runs at most its size at once, the rest in order", async () => {
+  const slots = new Slots(2);
+  let running = 0;
+  let most = 0;
+  const started: number[] = [];
+  const release: (() => void)[] = [];
+  const tasks = [0, 1, 2, 3, 4].map((i) =>
+    slots.run(async () => {
+      started.push(i);
+      most = Math.max(most, ++running);
+      await new Promise<void>((r) => release.push(r));
+      running--;
+      return i;
+    })
+  );
+  while (started.length < 5) {
+    await new Promise((r) => setTimeout(r, 1));
+    release.shift()?.();
+  }
+  release.forEach((r) => r());
+  assert.deepEqual(await Promise.all(tasks), [0, 1, 2, 3, 4]);
+  assert.equal(most, 2);
+  assert.deepEqual(started, [0, 1, 2, 3, 4]);
 });

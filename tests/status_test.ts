@@ -136,21 +136,25 @@ Deno.test("status: a node without a copy is copied by extract on the same --out;
   assert.doesNotMatch(after.stderr(), /run extract/);
 });
 
-Deno.test("status: Ctrl-C while a copy is read stops with exit 130, not as an unreadable copy", async () => {
-  const out = tempOut();
-  makeCopies(out);
-  const w = fakeWorld([]);
-  const reader = w.deps.db;
-  w.deps.db = {
-    ...reader,
-    status: (path) =>
-      path.includes(N12)
-        ? Promise.reject(new InterruptedError(`Interrupted while reading ${path}`))
-        : reader.status(path),
-  };
-  const code = await status(["--out", out], w.deps);
-  assert.equal(code, 130, w.stderr());
-  assert.match(w.stderr(), /error: Interrupted while reading .*db\.192\.168\.53\.12\/db/);
-  assert.doesNotMatch(w.stderr(), /no usable copy|NODE\s+REVISION|seed:/);
-  assert.equal(w.stdout(), "", "no seed printed");
-});
+for (const op of ["span", "status", "history"] as const) {
+  Deno.test(`status: Ctrl-C in the reader's ${op}() stops with exit 130, not as an unreadable copy`, async () => {
+    const out = tempOut();
+    makeCopies(out);
+    const w = fakeWorld(statusRecs(out).slice(0, op === "span" ? 0 : 3));
+    const reader = w.deps.db;
+    const stop = (path: string) =>
+      Promise.reject(new InterruptedError(`Interrupted while reading ${path}`));
+    w.deps.db = {
+      span: (path) => op === "span" && path.includes(N12) ? stop(path) : reader.span(path),
+      status: (path, range) =>
+        op === "status" && path.includes(N12) ? stop(path) : reader.status(path, range),
+      history: (path, upto, since) =>
+        op === "history" && path.includes(N12) ? stop(path) : reader.history(path, upto, since),
+    };
+    const code = await status(["--out", out], w.deps);
+    assert.equal(code, 130, w.stderr());
+    assert.match(w.stderr(), /error: Interrupted while reading .*db\.192\.168\.53\.12\/db/);
+    assert.doesNotMatch(w.stderr(), /no usable copy|cannot be used|could not be compared|seed:/);
+    assert.equal(w.stdout(), "", "no seed printed");
+  });
+}

@@ -10,10 +10,12 @@ import { main as disarm } from "../tasks/06_disarm.ts";
 import { main as rejoin } from "../tasks/07_rejoin.ts";
 import { main as verify } from "../tasks/08_verify.ts";
 import type { Shell } from "../lib/deps.ts";
+import { InterruptedError } from "../lib/errors.ts";
 import type { JournalEntry } from "../lib/journal.ts";
 import { type FakeWorld, fakeWorld, fx, type Recording, TORN } from "./replay.ts";
 import {
   brokenClusterRecs,
+  extractRecs,
   fxFor,
   makeCopies,
   NODES,
@@ -234,6 +236,24 @@ Deno.test("extract: a failed node and a torn copy in one run are both named", as
     /error: Copied 2 of 3 nodes; no copy from "192\.168\.53\.12"; the copy from "192\.168\.53\.10" is not a readable etcd db/,
   );
   assert.match(w.stderr(), /fix the node's reachability .*; a node whose copy is torn/);
+});
+
+Deno.test("extract: Ctrl-C while a copy is read back stops with exit 130 and records nothing for it", async () => {
+  const out = tempOut();
+  const w = fakeWorld(extractRecs(out));
+  const reader = w.deps.db;
+  w.deps.db = {
+    ...reader,
+    status: (path) =>
+      path.includes(N12)
+        ? Promise.reject(new InterruptedError(`Interrupted while reading ${path}`))
+        : reader.status(path),
+  };
+  const code = await extract([...NODES_FLAG, "--out", out], w.deps);
+  assert.equal(code, 130, w.stderr());
+  assert.match(w.stderr(), /error: Interrupted while reading .*db\.192\.168\.53\.12\.partial\/db/);
+  assert.doesNotMatch(w.stderr(), /copying again|not a readable etcd db|could not read it back/);
+  assert.equal(existsSync(join(out, `db.${N12}`)), false, "an unread copy is not kept as whole");
 });
 
 Deno.test("extract: a re-run copies only the missing node and leaves intact copies untouched", async () => {

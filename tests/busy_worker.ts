@@ -1,0 +1,12 @@
+/// <reference lib="deno.worker" />
+// A db worker that never answers: from the moment it gets a read it keeps a core busy, in
+// 20 ms slices between which terminate() can stop it (tests/db_worker_test.ts).
+self.onmessage = async () => {
+  for (;;) {
+    const until = performance.now() + 20;
+    while (performance.now() < until) {
+      // busy
+    }
+    await new Promise((r) => setTimeout(r, 0));
+  }
+};
