@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
 import { join } from "node:path";
@@ -80,9 +80,14 @@ Deno.test("Ctrl-C stops a running read at once: InterruptedError, and its worker
   const controller = new AbortController();
   const script = new URL("./busy_worker.ts", import.meta.url);
   const reader = workerReader(controller.signal, { script });
-  const read = reader.status(DB("etcd-3.4.db"));
+  const path = join(mkdtempSync(join(tmpdir(), "ter-worker-")), "etcd-3.4.db");
+  const read = reader.status(path);
   read.catch(() => {}); // asserted below
-  await new Promise((r) => setTimeout(r, 300)); // the worker is up
+  // Up and spinning (its first start may include a type check, which terminate() cannot stop).
+  for (let waited = 0; !existsSync(`${path}.spinning`); waited += 20) {
+    assert.ok(waited < 30_000, "the busy worker never started");
+    await new Promise((r) => setTimeout(r, 20));
+  }
   const during = await cpuOver(300);
   assert.ok(during > 100, "the worker spins");
   const aborted = performance.now();
