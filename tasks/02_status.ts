@@ -17,7 +17,7 @@
 
 import { type Ctx, step } from "../lib/context.ts";
 import type { Deps } from "../lib/deps.ts";
-import { StepError } from "../lib/errors.ts";
+import { RefusedError, StepError } from "../lib/errors.ts";
 import { humanizeBytes } from "../lib/humanize.ts";
 import { agreement, inspectCopies, type Inspection } from "../lib/inspect.ts";
 import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
@@ -41,14 +41,18 @@ export const task: TaskDef = {
       `Reading the copies in ${ctx.opts.out}`,
       () => inspectCopies(ctx, { requireManifest: false }),
     );
-    ctx.log.raw(statusTable(insp));
-    if (ctx.opts.json) ctx.deps.stdout(JSON.stringify(statusJson(insp), null, 2) + "\n");
+    const withheld = withheldSeed(ctx, insp);
+    ctx.log.raw(statusTable(insp, withheld ? undefined : insp.choice?.seed));
+    if (ctx.opts.json) {
+      ctx.deps.stdout(JSON.stringify(statusJson(insp, withheld), null, 2) + "\n");
+    }
     adviseUnusable(ctx, insp);
     if (!insp.choice) {
       throw new StepError("No copy could be read: there is no seed", {
         hint: "see the problems above; extract again into a new --out",
       });
     }
+    if (withheld) throw withheld;
     const { seed, revision } = insp.choice;
     ctx.log.ok(`seed: ${seed} (revision ${revision})`);
     if (ctx.opts.seed && ctx.opts.seed !== seed) {
@@ -60,6 +64,32 @@ export const task: TaskDef = {
     if (!ctx.opts.json) ctx.deps.stdout(`${seed}\n`);
   },
 };
+
+/**
+ * Why no seed is named although a copy was read: a node without a usable copy might hold the
+ * newest data, so the highest revision among the others is not known to be the highest
+ * (`--force` names it anyway, with a warning).
+ */
+function withheldSeed(ctx: Ctx, insp: Inspection): RefusedError | undefined {
+  const rows = insp.rows.filter((r) => !r.status);
+  if (rows.length === 0 || !insp.choice) return undefined;
+  const names = rows.map((r) => `"${r.node}"`).join(", ");
+  const best = `"${insp.choice.seed}" at revision ${insp.choice.revision}`;
+  if (ctx.opts.force) {
+    ctx.log.warn(`naming the best readable copy, ${best}, without ${names} because of --force`);
+    return undefined;
+  }
+  const wiped = readProgress(ctx.opts.out).done.has("wipe");
+  return new RefusedError(
+    `No seed named: no usable copy from ${names}, which might hold the newest data ` +
+      `(the best readable copy is ${best})`,
+    {
+      hint: wiped
+        ? "the nodes were already wiped, so these copies are all there is: pass --force to name the best of them"
+        : "get a usable copy as advised above, or pass --force to name the best readable copy anyway",
+    },
+  );
+}
 
 /**
  * What to do about nodes without a usable copy, by cause: a missing copy is made by running
@@ -129,11 +159,13 @@ export function statusTable(insp: Inspection, seed = insp.choice?.seed): string 
   ).join("\n");
 }
 
-export function statusJson(insp: Inspection) {
+export function statusJson(insp: Inspection, withheld?: Error) {
   const cmp = insp.comparison;
+  const choice = withheld ? undefined : insp.choice;
   return {
-    seed: insp.choice?.seed ?? null,
-    revision: insp.choice?.revision ?? null,
+    seed: choice?.seed ?? null,
+    revision: choice?.revision ?? null,
+    seedWithheld: withheld?.message ?? null,
     agreement: cmp
       ? {
         range: cmp.range,

@@ -71,9 +71,16 @@ Deno.test("a copy the reader refuses shows INTACT no, status says what to do, wi
   // etcdutl is asked about the two readable copies only.
   const w = fakeWorld(statusRecs(out, [N10, SEED]));
   const code = await status(["--out", out], w.deps);
-  assert.equal(code, 0, w.stderr());
+  assert.equal(code, 2, w.stderr());
   w.replay.assertDone();
-  assert.equal(w.stdout(), `${SEED}\n`);
+  // No seed for `SEED=$(deno task status …)`: the torn copy might be the newest.
+  assert.equal(w.stdout(), "");
+  assert.match(
+    w.stderr(),
+    /No seed named: no usable copy from "192\.168\.53\.12", which might hold the newest data \(the best readable copy is "192\.168\.53\.11" at revision \d+\)/,
+  );
+  assert.match(w.stderr(), /or pass --force to name the best readable copy anyway/);
+  assert.doesNotMatch(w.stderr(), /\bseed\b\s*$/m, "no row is marked seed");
   assert.match(
     w.stderr(),
     /192\.168\.53\.12\s+-\s+-\s+-\s+-\s+-\s+no\s+-\s+Cannot read etcd db .*file is cut short/,
@@ -92,12 +99,23 @@ Deno.test("a copy the reader refuses shows INTACT no, status says what to do, wi
     "it would keep the torn copy",
   );
   const json = fakeWorld(statusRecs(out, [N10, SEED]));
-  assert.equal(await status(["--out", out, "--json"], json.deps), 0);
-  const copies = JSON.parse(json.stdout()).copies as { node: string; intact: boolean }[];
+  assert.equal(await status(["--out", out, "--json"], json.deps), 2);
+  const parsed = JSON.parse(json.stdout());
+  assert.equal(parsed.seed, null);
+  assert.match(parsed.seedWithheld, /^No seed named: no usable copy from "192\.168\.53\.12"/);
+  const copies = parsed.copies as { node: string; intact: boolean }[];
   assert.deepEqual(copies.map((c) => [c.node, c.intact]), [[N10, true], [SEED, true], [
     N12,
     false,
   ]]);
+
+  const forced = fakeWorld(statusRecs(out, [N10, SEED]));
+  assert.equal(await status(["--out", out, "--force"], forced.deps), 0, forced.stderr());
+  assert.equal(forced.stdout(), `${SEED}\n`);
+  assert.match(
+    forced.stderr(),
+    /warning: naming the best readable copy, "192\.168\.53\.11" at revision \d+, without "192\.168\.53\.12" because of --force/,
+  );
 
   const wiped = fakeWorld([...preflightRecs(), ...statusRecs(out, [N10, SEED])]);
   assert.equal(await wipe([...NODES_FLAG, "--out", out, "--yes"], wiped.deps), 2, wiped.stderr());
@@ -113,7 +131,7 @@ Deno.test("status: a node without a copy is copied by extract on the same --out;
   makeCopies(out);
   rmSync(join(out, `db.${N12}`), { recursive: true });
   const w = fakeWorld(statusRecs(out, [N10, SEED]));
-  assert.equal(await status(["--out", out], w.deps), 0, w.stderr());
+  assert.equal(await status(["--out", out], w.deps), 2, w.stderr());
   w.replay.assertDone();
   assert.match(
     w.stderr(),
@@ -128,7 +146,11 @@ Deno.test("status: a node without a copy is copied by extract on the same --out;
       "\n",
   );
   const after = fakeWorld(statusRecs(out, [N10, SEED]));
-  assert.equal(await status(["--out", out], after.deps), 0, after.stderr());
+  assert.equal(await status(["--out", out], after.deps), 2, after.stderr());
+  assert.match(
+    after.stderr(),
+    /the nodes were already wiped, so these copies are all there is: pass --force to name the best of them/,
+  );
   assert.match(
     after.stderr(),
     /warning: no usable copy from "192\.168\.53\.12" \(see NOTE\); the nodes were already wiped .*: these copies are all there is/,
