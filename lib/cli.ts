@@ -10,6 +10,8 @@
  * ```
  */
 
+import { statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { UsageError } from "./errors.ts";
 import { parseNodeList } from "./nodes.ts";
@@ -146,11 +148,18 @@ export function parseOptions(
       throw new UsageError(`Invalid ${flag} value "${value}"`);
     }
   }
+  const out = values.out ?? DEFAULT_OUT;
+  const notDir = fileOnPath(out);
+  if (notDir) {
+    throw new UsageError(
+      `--out "${out}" cannot be a directory: "${notDir}" is a file; name a directory for the copies`,
+    );
+  }
   return {
     nodes,
     seed,
     vip,
-    out: values.out ?? DEFAULT_OUT,
+    out,
     talosconfig: values.talosconfig,
     yes: values.yes ?? false,
     dryRun: values["dry-run"] ?? false,
@@ -164,4 +173,15 @@ export function parseOptions(
     kubectl: env.KUBECTL || undefined,
     positionals,
   };
+}
+
+/** The first existing part of `path` (itself or an ancestor) when it is not a directory. */
+function fileOnPath(path: string): string | undefined {
+  for (let p = resolve(path);; p = dirname(p)) {
+    try {
+      return statSync(p).isDirectory() ? undefined : p;
+    } catch {
+      if (p === dirname(p)) return undefined; // nothing of it exists, not even "/"
+    }
+  }
 }

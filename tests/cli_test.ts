@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { main as status } from "../tasks/02_status.ts";
 import { main as wipe } from "../tasks/03_wipe.ts";
 import { main as recover } from "../tasks/recover.ts";
 import { main as extract } from "../tasks/01_extract.ts";
@@ -187,4 +189,26 @@ Deno.test("-h is --help", async () => {
   assert.equal(code, 0);
   assert.deepEqual(w.replay.calls, []);
   assert.match(w.stdout(), /^wipe: .*\n\nUsage:\n/);
+});
+
+Deno.test("an --out that is a file, or inside one, is refused with exit 2 naming it, and nothing runs", async () => {
+  const dir = tempOut();
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, "notes.txt");
+  writeFileSync(file, "mine\n");
+  for (const out of [file, join(file, "sub")]) {
+    const all: [string, Main][] = [...TASKS, ["status", status], ["extract", extract]];
+    for (const [name, main] of all) {
+      const w = fakeWorld([]);
+      const code = await main([...NODES_FLAG, "--out", out, "--yes"], w.deps);
+      assert.equal(code, 2, `${name} ${out}: ${w.stderr()}`);
+      assert.deepEqual(w.replay.calls, [], `${name} made calls`);
+      assert.ok(
+        w.stderr().includes(`--out "${out}" cannot be a directory: "${file}" is a file`),
+        `${name}: ${w.stderr()}`,
+      );
+      assert.doesNotMatch(w.stderr(), /Uncaught|ENOTDIR|at .*\.ts:\d+/, "no stack trace");
+      assert.equal(readFileSync(file, "utf8"), "mine\n");
+    }
+  }
 });
