@@ -161,6 +161,21 @@ async function resume(ctx: Ctx, progress: Progress): Promise<void> {
       },
     );
   }
+  const earlier = Object.keys(readManifest(ctx.opts.out)?.copies ?? {}).sort();
+  const given = new Set(ctx.opts.nodes);
+  if (earlier.length > 0 && (earlier.length !== given.size || earlier.some((n) => !given.has(n)))) {
+    throw new RefusedError(
+      `--nodes ${
+        ctx.opts.nodes.join(",")
+      } is not the node list of the earlier run in ${ctx.opts.out} ` +
+        `(${earlier.join(",")}), which records ${found}`,
+      {
+        hint: `resume that recovery with --nodes ${
+          earlier.join(",")
+        }; for another cluster, use a new --out`,
+      },
+    );
+  }
   ctx.opts.seed = seed;
   ctx.log.step(`Resuming from ${ctx.opts.out}/journal.jsonl: ${found}`);
   const look = await lookAtEtcd(ctx, seed, "resume");

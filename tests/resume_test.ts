@@ -103,3 +103,27 @@ Deno.test("without a terminal, the plan of a re-run starts where the journal say
     /bootstrap --recover-from=.*db\.192\.168\.53\.11\/db --recover-skip-hash-check/,
   );
 });
+
+Deno.test("resume refuses another --nodes than the earlier run's: exit 2, no call, names both lists", async () => {
+  const out = tempOut();
+  await interruptedRun(out);
+  const other = ["192.168.53.20", "192.168.53.21", "192.168.53.22"];
+  const w = fakeWorld([]);
+  const code = await recover(["--nodes", other.join(","), "--out", out, "--yes"], w.deps);
+  assert.equal(code, 2, w.stderr());
+  w.replay.assertDone();
+  assert.deepEqual(w.replay.calls, []);
+  assert.match(
+    w.stderr(),
+    /--nodes 192\.168\.53\.20,192\.168\.53\.21,192\.168\.53\.22 is not the node list of the earlier run in .* \(192\.168\.53\.10,192\.168\.53\.11,192\.168\.53\.12\), which records wipe done/,
+  );
+  assert.match(
+    w.stderr(),
+    /resume that recovery with --nodes 192\.168\.53\.10,192\.168\.53\.11,192\.168\.53\.12/,
+  );
+  // A subset is refused too: the node left out would never rejoin.
+  const fewer = fakeWorld([]);
+  const args = ["--nodes", "192.168.53.10,192.168.53.11", "--out", out, "--yes"];
+  assert.equal(await recover(args, fewer.deps), 2, fewer.stderr());
+  assert.deepEqual(fewer.replay.calls, []);
+});
