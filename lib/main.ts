@@ -8,6 +8,7 @@ import { COMMON_FLAGS_HELP, type Options, parseOptions, type ParseSettings } fro
 import { createCtx, type Ctx } from "./context.ts";
 import { type Deps, realDeps } from "./deps.ts";
 import { EXIT_FAILED, EXIT_OK, RecoveryError, UsageError } from "./errors.ts";
+import { Journal } from "./journal.ts";
 import { evenCountWarning } from "./nodes.ts";
 import { writeReport } from "./report.ts";
 import { CommandError } from "./errors.ts";
@@ -56,6 +57,8 @@ export async function runTask(
     return EXIT_OK;
   }
   const ctx = createCtx(def.name, opts, deps);
+  const earlier = earlierClusterState(opts.out);
+  if (earlier) ctx.clusterState = `${LEFT_EARLIER}${earlier}`;
   const warning = evenCountWarning(opts.nodes);
   if (warning) ctx.log.warn(warning);
   const outExisted = existsSync(opts.out);
@@ -80,6 +83,24 @@ export async function runTask(
     if (code === EXIT_OK && ctx.continueWith) ctx.log.info(`next: ${ctx.continueWith}`);
   }
   return code;
+}
+
+const LEFT_EARLIER = "unchanged by this run; an earlier run left it: ";
+
+/**
+ * What the last run in OUT said of the cluster, when it changed something (a wipe, a restore):
+ * a later run that changes nothing must not make it look untouched.
+ */
+function earlierClusterState(out: string): string | undefined {
+  let state: string | undefined;
+  for (const e of Journal.readAll(out)) {
+    if (e.type === "fact" && e.key === "clusterState" && typeof e.value === "string") {
+      state = e.value;
+    }
+  }
+  if (state?.startsWith(LEFT_EARLIER)) return state.slice(LEFT_EARLIER.length);
+  if (!state || state.startsWith("unchanged by this run")) return undefined;
+  return state;
 }
 
 function reportError(ctx: Ctx, error: unknown): void {

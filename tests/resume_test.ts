@@ -121,9 +121,24 @@ Deno.test("resume refuses another --nodes than the earlier run's: exit 2, no cal
     w.stderr(),
     /resume that recovery with --nodes 192\.168\.53\.10,192\.168\.53\.11,192\.168\.53\.12/,
   );
+  // Refused, so unchanged by this run; but the wipe of the earlier run stays in view.
+  assert.match(
+    w.stderr(),
+    /cluster state: unchanged by this run; an earlier run left it: every node wiped/,
+  );
+  assert.match(
+    readFileSync(join(out, "report.md"), "utf8"),
+    /- Cluster state: unchanged by this run; an earlier run left it: every node wiped/,
+  );
   // A subset is refused too: the node left out would never rejoin.
   const fewer = fakeWorld([]);
   const args = ["--nodes", "192.168.53.10,192.168.53.11", "--out", out, "--yes"];
   assert.equal(await recover(args, fewer.deps), 2, fewer.stderr());
   assert.deepEqual(fewer.replay.calls, []);
+  assert.match(
+    fewer.stderr(),
+    /cluster state: unchanged by this run; an earlier run left it: every node wiped/,
+    "not nested",
+  );
+  assert.doesNotMatch(fewer.stderr(), /left it: unchanged/);
 });
