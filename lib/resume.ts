@@ -10,16 +10,27 @@ export interface Progress {
   seed?: string;
   /** Step name → time it last succeeded. */
   done: Map<string, string>;
+  /**
+   * Node → time its last reset was accepted (exit 0), since the last wipe that finished: a
+   * wipe that did not finish left these nodes wiping.
+   */
+  resetSent: Map<string, string>;
 }
 
 export function readProgress(out: string): Progress {
   const done = new Map<string, string>();
   let seed: string | undefined;
+  const resetSent = new Map<string, string>();
   for (const e of Journal.readAll(out)) {
     if (e.type === "step" && e.event === "ok") done.set(e.step, e.ts);
+    if (e.type === "step" && e.step === "wipe" && e.event === "ok") resetSent.clear();
     if (e.type === "fact" && e.key === "seed" && typeof e.value === "string") seed = e.value;
+    if (
+      e.type === "call" && e.step === "wipe" && e.mutating && e.exitCode === 0 &&
+      / reset( |$)/.test(e.command)
+    ) resetSent.set(e.node, e.ts);
   }
-  return { seed, done };
+  return { seed, done, resetSent };
 }
 
 /** `wipe done 10:02:11, bootstrap done 10:05:40` for the log. */

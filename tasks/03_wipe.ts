@@ -50,6 +50,28 @@ export const task: TaskDef = {
   usage: "  deno task wipe --nodes A,B,C [--seed N] [--out DIR] [--yes] [--force] [--timeout 10m]",
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, wipePlan(ctx));
+    const progress = readProgress(ctx.opts.out);
+    if (progress.resetSent.size > 0 && !progress.done.has("wipe") && !ctx.opts.force) {
+      // A wipe an earlier run started: a rebooting node would fail the pre-flight.
+      ctx.log.step(
+        `Resuming from ${ctx.opts.out}/journal.jsonl: reset sent to ${
+          [...progress.resetSent.keys()].join(", ")
+        }, wipe not finished (--force starts over)`,
+      );
+      await confirm(
+        ctx,
+        `finish the wipe of ${ctx.opts.nodes.join(", ")}`,
+        () => wipePlan(ctx),
+      );
+      await step(
+        ctx,
+        "wipe",
+        `Finishing the wipe of ${ctx.opts.nodes.length} nodes`,
+        () => finishWipe(ctx, progress.resetSent),
+      );
+      ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--yes"]);
+      return;
+    }
     await step(ctx, "preflight", "Pre-flight checks", () => preflight(ctx, "preflight"));
     const seed = await step(
       ctx,
@@ -163,9 +185,64 @@ export async function wipe(ctx: Ctx): Promise<void> {
   ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--yes"]);
 }
 
-/** Polls `node` until it went down and came back with etcd Preparing (empty, waiting). */
-async function awaitWiped(ctx: Ctx, node: string, sentAt: number): Promise<void> {
-  let wentDown = false;
+/**
+ * Finishes a wipe an earlier run started (`sent`: node → when its reset was accepted): a node
+ * whose etcd is Preparing is wiped (etcd waits for a bootstrap that has not happened); a node
+ * that answers with etcd in any other state, or whose reset never went through, is reset now;
+ * a node that does not answer is waited for, as it may still be rebooting.
+ */
+export async function finishWipe(ctx: Ctx, sent: ReadonlyMap<string, string>): Promise<void> {
+  const nodes = ctx.opts.nodes;
+  const looks = await Promise.all(nodes.map((n) => lookAtEtcd(ctx, n, "wipe")));
+  const again = nodes.filter((n, i) =>
+    !sent.has(n) || (looks[i].kind === "up" && looks[i].info.state !== "Preparing")
+  );
+  nodes.forEach((n, i) => {
+    const what = looks[i].kind === "up" && looks[i].info.state === "Preparing"
+      ? "wiped (etcd Preparing)"
+      : again.includes(n)
+      ? `etcd ${describe(looks[i])}: resetting it again`
+      : `${describe(looks[i])}: waiting for it to come back wiped`;
+    ctx.log.info(`${n}: reset sent ${sent.get(n) ?? "never (it failed)"}; now ${what}`);
+  });
+  const sentAt = ctx.deps.now();
+  const results = await Promise.all(
+    again.map((n) =>
+      talos(ctx, n, sub.reset(ctx.wipeLabels.get(n)), { step: "wipe", mutating: true })
+    ),
+  );
+  const failed = again.filter((_, i) => results[i].code !== 0);
+  if (failed.length > 0) {
+    throw new StepError(
+      `Reset failed again on ${failed.map((n) => `"${n}"`).join(", ")}: ${
+        tail(results[again.indexOf(failed[0])].stderr, 1)
+      }`,
+      { hint: "fix the failing node, then run this again: resetting a wiped node is harmless" },
+    );
+  }
+  await Promise.all(
+    nodes.map((node) =>
+      again.includes(node)
+        ? awaitWiped(ctx, node, sentAt)
+        : awaitWiped(ctx, node, sentAt, { resetEarlier: true })
+    ),
+  );
+  ctx.clusterState = `every node wiped (${
+    nodes.join(", ")
+  }): etcd is empty and waiting for bootstrap; the copies in ${ctx.opts.out} are the only data`;
+}
+
+/**
+ * Polls `node` until it went down and came back with etcd Preparing (empty, waiting). With
+ * `resetEarlier` (a reset an earlier run sent), Preparing is enough: the reboot may be over.
+ */
+async function awaitWiped(
+  ctx: Ctx,
+  node: string,
+  sentAt: number,
+  options: { resetEarlier?: boolean } = {},
+): Promise<void> {
+  let wentDown = options.resetEarlier ?? false;
   await poll(ctx, {
     what: `"${node}" to reboot wiped (etcd Preparing)`,
     intervalMs: SERVICE_POLL_MS,

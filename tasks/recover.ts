@@ -30,7 +30,7 @@ import { RefusedError } from "../lib/errors.ts";
 import { describe, lookAtEtcd } from "../lib/cluster.ts";
 import { extract, extractPlan } from "./01_extract.ts";
 import { statusPlan } from "./02_status.ts";
-import { checkBeforeWipe, wipe, wipePlan } from "./03_wipe.ts";
+import { checkBeforeWipe, finishWipe, wipe, wipePlan } from "./03_wipe.ts";
 import { waitPlan, waitPreparing } from "./04_wait.ts";
 import { bootstrap, bootstrapPlan, verifiedSeedCopy } from "./05_bootstrap.ts";
 import { disarm, disarmPlan } from "./06_disarm.ts";
@@ -67,6 +67,9 @@ export async function recover(ctx: Ctx): Promise<void> {
         describeProgress(progress, ["wipe", "bootstrap", "disarm"])
       }: --force starts over and wipes again`,
     );
+  }
+  if (progress.resetSent.size > 0 && !progress.done.has("wipe") && !ctx.opts.force) {
+    return await resumeWipe(ctx, progress);
   }
   await step(ctx, "preflight", "Pre-flight checks", () => preflight(ctx, "preflight"));
   await step(
@@ -161,21 +164,7 @@ async function resume(ctx: Ctx, progress: Progress): Promise<void> {
       },
     );
   }
-  const earlier = Object.keys(readManifest(ctx.opts.out)?.copies ?? {}).sort();
-  const given = new Set(ctx.opts.nodes);
-  if (earlier.length > 0 && (earlier.length !== given.size || earlier.some((n) => !given.has(n)))) {
-    throw new RefusedError(
-      `--nodes ${
-        ctx.opts.nodes.join(",")
-      } is not the node list of the earlier run in ${ctx.opts.out} ` +
-        `(${earlier.join(",")}), which records ${found}`,
-      {
-        hint: `resume that recovery with --nodes ${
-          earlier.join(",")
-        }; for another cluster, use a new --out`,
-      },
-    );
-  }
+  sameNodesAsEarlier(ctx, found);
   ctx.opts.seed = seed;
   ctx.log.step(`Resuming from ${ctx.opts.out}/journal.jsonl: ${found}`);
   const look = await lookAtEtcd(ctx, seed, "resume");
@@ -215,6 +204,69 @@ async function resume(ctx: Ctx, progress: Progress): Promise<void> {
   else await fromBootstrap(ctx, seed, file);
 }
 
+/** Refuses another `--nodes` than the copies in OUT were taken from: resuming a recovery. */
+function sameNodesAsEarlier(ctx: Ctx, found: string): void {
+  const earlier = Object.keys(readManifest(ctx.opts.out)?.copies ?? {}).sort();
+  const given = new Set(ctx.opts.nodes);
+  if (earlier.length > 0 && (earlier.length !== given.size || earlier.some((n) => !given.has(n)))) {
+    const list = ctx.opts.nodes.join(",");
+    throw new RefusedError(
+      `--nodes ${list} is not the node list of the earlier run in ${ctx.opts.out} ` +
+        `(${earlier.join(",")}), which records ${found}`,
+      {
+        hint: `resume that recovery with --nodes ${
+          earlier.join(",")
+        }; for another cluster, use a new --out`,
+      },
+    );
+  }
+}
+
+/**
+ * A re-run after a wipe that did not finish (resets were accepted, then a node did not come
+ * back in time, or the run was stopped): no pre-flight (a rebooting node does not answer it),
+ * no new copies (the nodes are being wiped); the wipe is finished, then steps 4-8 follow.
+ */
+async function resumeWipe(ctx: Ctx, progress: Progress): Promise<void> {
+  const sent = [...progress.resetSent.keys()];
+  const last = [...progress.resetSent.values()].sort().at(-1);
+  const found = `reset sent to ${sent.join(", ")} (last ${last}), wipe not finished`;
+  const seed = progress.seed ?? ctx.opts.seed;
+  const startOver = "to start over, pass --force or use a new --out";
+  if (!seed) {
+    throw new RefusedError(`${ctx.opts.out}/journal.jsonl records ${found} but no seed`, {
+      hint: `name the seed with --seed (the node with the highest revision); ${startOver}`,
+    });
+  }
+  if (ctx.opts.seed && ctx.opts.seed !== seed) {
+    throw new RefusedError(
+      `--seed ${ctx.opts.seed} differs from the seed of the earlier run, ${seed} (${found})`,
+      { hint: `resume with --seed ${seed}; ${startOver}` },
+    );
+  }
+  sameNodesAsEarlier(ctx, found);
+  ctx.opts.seed = seed;
+  ctx.log.step(`Resuming from ${ctx.opts.out}/journal.jsonl: ${found}`);
+  ctx.clusterState = `reset sent earlier to ${
+    sent.join(", ")
+  }: etcd is being destroyed; the copies in ${ctx.opts.out} are the only data`;
+  ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
+  const file = await verifiedSeedCopy(ctx, seed);
+  await confirm(
+    ctx,
+    `finish the wipe of ${ctx.opts.nodes.join(", ")} and restore etcd from ${seed} (${file})`,
+    () => recoverPlan(ctx),
+  );
+  ctx.opts.yes = true;
+  await step(
+    ctx,
+    "wipe",
+    `Finishing the wipe of ${ctx.opts.nodes.length} nodes`,
+    () => finishWipe(ctx, progress.resetSent),
+  );
+  await fromBootstrap(ctx, seed, file);
+}
+
 /** The whole procedure as one bash script. */
 export function recoverPlan(ctx: Ctx): string[] {
   // what a run with this OUT would do: a resume starts after the steps the journal records
@@ -245,6 +297,16 @@ export function recoverPlan(ctx: Ctx): string[] {
   }
   if (progress?.seed && progress.done.has("wipe")) {
     return [header, `# resuming: ${describeProgress(progress, ["wipe"])}`, ...fromWait];
+  }
+  if (progress?.seed && progress.resetSent.size > 0) {
+    return [
+      header,
+      `# resuming: reset sent to ${[...progress.resetSent.keys()].join(", ")}, wipe not finished`,
+      "# (a node whose etcd still runs is reset again; the others are waited for)",
+      ...wipePlan(ctx).slice(1),
+      "",
+      ...fromWait,
+    ];
   }
   return [
     header,

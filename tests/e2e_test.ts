@@ -151,7 +151,7 @@ Deno.test("e2e: a torn copy is copied again; a failed copy is refused before any
   });
 });
 
-Deno.test("e2e: a node that stays unreachable after its reset fails the wait at its deadline", async () => {
+Deno.test("e2e: a node that stays unreachable after its reset fails the wait at its deadline; once back, the re-run finishes the wipe and recovers", async () => {
   await withLab({ backend: "model", speed: 200 }, async (dir) => {
     await incident(dir);
     await fault(dir, "127.0.53.12", "stuck-reset");
@@ -162,6 +162,17 @@ Deno.test("e2e: a node that stays unreachable after its reset fails the wait at 
     assert.match(r.stderr, /Timed out .*127\.0\.53\.12/);
     assert.ok(Date.now() - started < 60_000, "the deadline was kept");
     assert.equal(state(dir).nodes[2].phase, "off");
+    assert.match(r.stderr, /to continue: deno task recover .*--yes/);
+
+    // Someone fixes it and powers it on; the command to continue finishes the wipe (no
+    // pre-flight, which a node still down would fail) and the recovery.
+    await fault(dir, "127.0.53.12", "clear");
+    await fault(dir, "127.0.53.12", "on");
+    const again = await recover(dir, out, ["--timeout", "30s"]);
+    assert.equal(again.code, 0, tail(again));
+    assert.match(again.stderr, /Resuming from .*: reset sent to .*, wipe not finished/);
+    assert.doesNotMatch(again.stderr, /Pre-flight/);
+    assert.match(again.stderr, /recovered: etcd restored from/);
   });
 });
 

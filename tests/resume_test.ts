@@ -2,16 +2,23 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { main as recover } from "../tasks/recover.ts";
+import { main as wipe } from "../tasks/03_wipe.ts";
 import { type FakeWorld, fakeWorld } from "./replay.ts";
+import type { Recording } from "./replay.ts";
 import {
   bootstrapRecs,
+  brokenClusterRecs,
   disarmRecs,
+  extractRecs,
   fullRecoveryRecs,
   interruptedAtBootstrap,
+  NODES,
   NODES_FLAG,
+  preflightRecs,
   rec,
   rejoinRecs,
   SEED,
+  statusRecs,
   tempOut,
   verifyRecs,
   VIP,
@@ -141,4 +148,87 @@ Deno.test("resume refuses another --nodes than the earlier run's: exit 2, no cal
     "not nested",
   );
   assert.doesNotMatch(fewer.stderr(), /left it: unchanged/);
+});
+
+const [N10, , N12] = NODES;
+const repeat = (r: Recording, n: number) =>
+  Array.from({ length: n }, () => ({ ...r, optional: true }));
+
+/** A recover whose resets were all accepted, then .12 never rebooted (its reset did not take). */
+async function unfinishedWipe(out: string): Promise<void> {
+  const first = fakeWorld([
+    ...preflightRecs(),
+    ...extractRecs(out),
+    ...statusRecs(out),
+    ...brokenClusterRecs(),
+    ...NODES.map((n) => rec.reset(n)),
+    rec.refused(N10),
+    rec.service(N10, "service-etcd.preparing.txt"),
+    rec.refused(SEED),
+    rec.service(SEED, "service-etcd.preparing.txt"),
+    ...repeat(rec.service(N12, "service-etcd.running-ok.txt"), 30),
+  ]);
+  assert.equal(await recover([...ARGS(out), "--timeout", "1m"], first.deps), 1, first.stderr());
+  assert.match(first.stderr(), /to continue: deno task recover .* --yes/);
+}
+
+Deno.test("a wipe that did not finish is finished on the re-run: no pre-flight, a node still running is reset again", async () => {
+  const out = tempOut();
+  await unfinishedWipe(out);
+
+  // Re-run: .10 is wiped, the seed is rebooting, .12 still runs its old etcd.
+  const second = fakeWorld([
+    rec.service(N10, "service-etcd.preparing.txt"),
+    rec.refused(SEED),
+    rec.service(N12, "service-etcd.running-ok.txt"),
+    rec.reset(N12),
+    rec.service(N10, "service-etcd.preparing.txt"),
+    rec.refused(SEED),
+    rec.service(SEED, "service-etcd.preparing.txt"),
+    rec.refused(N12),
+    rec.service(N12, "service-etcd.preparing.txt"),
+    ...waitRecs(),
+    ...bootstrapRecs(out),
+    ...disarmRecs(),
+    ...rejoinRecs(),
+    ...verifyRecs(),
+  ]);
+  const code = await recover(ARGS(out), second.deps);
+  assert.equal(code, 0, second.stderr());
+  second.replay.assertDone();
+  assert.match(
+    second.stderr(),
+    /Resuming from .*journal\.jsonl: reset sent to 192\.168\.53\.10, 192\.168\.53\.11, 192\.168\.53\.12 \(last .*\), wipe not finished/,
+  );
+  assert.match(
+    second.stderr(),
+    /192\.168\.53\.12: reset sent .*; now etcd Running .*: resetting it again/,
+  );
+  assert.match(second.stderr(), /192\.168\.53\.10: reset sent .*; now wiped \(etcd Preparing\)/);
+  assert.match(
+    second.stderr(),
+    /192\.168\.53\.11: reset sent .*; now down .*: waiting for it to come back wiped/,
+  );
+  assert.deepEqual(second.replay.callsMatching(/ version$| cp /), [], "no pre-flight, no copies");
+  assert.deepEqual(second.replay.callsMatching(/ reset /).length, 1, "only .12 is reset again");
+  assert.match(second.stderr(), /recovered: etcd restored from 192\.168\.53\.11/);
+});
+
+Deno.test("wipe run again after a wipe that did not finish finishes it, without a pre-flight", async () => {
+  const out = tempOut();
+  await unfinishedWipe(out);
+  const w = fakeWorld([
+    rec.service(N10, "service-etcd.preparing.txt"),
+    rec.service(SEED, "service-etcd.preparing.txt"),
+    rec.refused(N12), // rebooting at last
+    rec.service(N10, "service-etcd.preparing.txt"),
+    rec.service(SEED, "service-etcd.preparing.txt"),
+    rec.service(N12, "service-etcd.preparing.txt"),
+  ]);
+  const code = await wipe([...NODES_FLAG, "--out", out, "--yes"], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  assert.deepEqual(w.replay.callsMatching(/ version$| reset /), []);
+  assert.match(w.stderr(), /wipe not finished \(--force starts over\)/);
+  assert.match(w.stderr(), /next: deno task bootstrap .*--yes/);
 });
