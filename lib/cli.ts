@@ -10,7 +10,7 @@
  * ```
  */
 
-import { statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { UsageError } from "./errors.ts";
@@ -155,6 +155,14 @@ export function parseOptions(
       `--out "${out}" cannot be a directory: "${notDir}" is a file; name a directory for the copies`,
     );
   }
+  const foreign = foreignFiles(out);
+  if (foreign.length > 0) {
+    const named = foreign.slice(0, 3).join(", ") + (foreign.length > 3 ? ", …" : "");
+    throw new UsageError(
+      `--out "${out}" holds files this tool did not write (${named}): it puts etcd copies ` +
+        `(secrets) there and makes the folder private (0700); name a new or empty directory`,
+    );
+  }
   return {
     nodes,
     seed,
@@ -184,4 +192,19 @@ function fileOnPath(path: string): string | undefined {
       if (p === dirname(p)) return undefined; // nothing of it exists, not even "/"
     }
   }
+}
+
+/**
+ * What a directory `out` holds besides what this tool writes there, when it has neither a
+ * manifest nor a journal (an OUT of an earlier run is always ours).
+ */
+function foreignFiles(out: string): string[] {
+  let entries: string[];
+  try {
+    entries = readdirSync(out);
+  } catch {
+    return []; // not there yet
+  }
+  if (entries.includes("manifest.json") || entries.includes("journal.jsonl")) return [];
+  return entries.filter((e) => !/^(report\.md|db\..+)$/.test(e)).sort();
 }

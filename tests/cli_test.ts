@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { main as status } from "../tasks/02_status.ts";
 import { main as wipe } from "../tasks/03_wipe.ts";
@@ -211,4 +219,29 @@ Deno.test("an --out that is a file, or inside one, is refused with exit 2 naming
       assert.equal(readFileSync(file, "utf8"), "mine\n");
     }
   }
+});
+
+Deno.test("an --out holding someone else's files is refused with exit 2 naming them; nothing is written or chmodded", async () => {
+  const out = tempOut();
+  mkdirSync(join(out, "photos"), { recursive: true });
+  writeFileSync(join(out, "notes.txt"), "mine\n");
+  chmodSync(out, 0o755);
+  const all: [string, Main][] = [...TASKS, ["status", status], ["extract", extract]];
+  for (const [name, main] of all) {
+    const w = fakeWorld([]);
+    const code = await main([...NODES_FLAG, "--out", out, "--yes"], w.deps);
+    assert.equal(code, 2, `${name}: ${w.stderr()}`);
+    assert.deepEqual(w.replay.calls, [], `${name} made calls`);
+    assert.ok(
+      w.stderr().includes(`--out "${out}" holds files this tool did not write (notes.txt, photos)`),
+      `${name}: ${w.stderr()}`,
+    );
+    assert.deepEqual(readdirSync(out).sort(), ["notes.txt", "photos"], `${name} wrote there`);
+    assert.equal(statSync(out).mode & 0o777, 0o755, `${name} changed the folder's mode`);
+  }
+  // An OUT of an earlier run (a journal, a manifest) or a bare copy (db.NODE/) is ours.
+  const copies = tempOut();
+  mkdirSync(join(copies, `db.${SEED}`), { recursive: true });
+  const w = fakeWorld([]);
+  assert.equal(await wipe([...NODES_FLAG, "--out", copies, "--dry-run"], w.deps), 0, w.stderr());
 });
