@@ -131,9 +131,12 @@ function adviseUnusable(ctx: Ctx, insp: Inspection): void {
 export function statusPlan(ctx: Ctx): string[] {
   return [
     "# Step 2: read every copy; the seed is the highest revision",
+    "# (deno task status reads them itself; etcdutl, when installed, is a cross-check)",
+    "if command -v etcdutl >/dev/null 2>&1; then",
     ...ctx.opts.nodes.map((n) =>
-      `etcdutl snapshot status ${shellLine([join(ctx.opts.out, copyFile(n))])} -w json`
+      `  etcdutl snapshot status ${shellLine([join(ctx.opts.out, copyFile(n))])} -w json`
     ),
+    "fi",
   ];
 }
 

@@ -177,6 +177,11 @@ Deno.test("recover --dry-run prints every step with the real values and runs not
   );
   assert.ok(plan.indexOf("192.168.53.11 reboot") < plan.indexOf("192.168.53.12 reboot"));
   assert.match(plan, /grep -F ' 192\.168\.53\.2\/32 '/);
+  // etcdutl is optional: the plan runs it only where it is installed.
+  assert.match(
+    plan,
+    /if command -v etcdutl >\/dev\/null 2>&1; then\n(  etcdutl snapshot status .* -w json\n){3}fi\n/,
+  );
   const check = new Deno.Command("bash", { args: ["-n"], stdin: "piped" }).spawn();
   const writer = check.stdin.getWriter();
   await writer.write(new TextEncoder().encode(plan));
