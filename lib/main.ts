@@ -29,7 +29,7 @@ export interface TaskDef {
 /** Builds the `deno task X …` command that repeats or continues a run. */
 export function taskCommand(task: string, opts: Options, extra: string[] = []): string {
   const parts = ["--nodes", opts.nodes.join(",")];
-  if (opts.seed) parts.push("--seed", opts.seed);
+  if (opts.seed && !extra.includes("--seed")) parts.push("--seed", opts.seed);
   if (opts.vip) parts.push("--vip", opts.vip);
   parts.push("--out", opts.out);
   if (opts.talosconfig) parts.push("--talosconfig", opts.talosconfig);

@@ -65,18 +65,43 @@ export async function rejoin(ctx: Ctx, seed: string): Promise<void> {
     );
   }
   await confirm(ctx, `reboot ${todo.join(", ")} one at a time`, () => rejoinPlan(ctx));
+  const rejoined = others.filter((n) => done.has(n));
   for (const [i, node] of todo.entries()) {
+    const later = todo.slice(i + 1);
+    ctx.clusterState = rejoinState(seed, rejoined, undefined, todo.slice(i));
     await step(
       ctx,
       `rejoin:${node}`,
       `Rejoining ${node} (${i + 1} of ${todo.length})`,
-      () => rejoinOne(ctx, seed, node),
+      () =>
+        rejoinOne(ctx, seed, node, () => {
+          ctx.clusterState = rejoinState(seed, rejoined, node, later);
+        }),
     );
+    rejoined.push(node);
   }
   ctx.clusterState = `etcd runs on every node (${
     ctx.opts.nodes.join(", ")
   }), restored from ${seed}`;
   ctx.continueWith = taskCommand("verify", ctx.opts, ["--seed", seed]);
+}
+
+/**
+ * Where the rejoin stands, for a failure or Ctrl-C: only what this run saw (the seed's etcd as
+ * it was at its last check, the nodes that did rejoin), never a guess about now.
+ */
+function rejoinState(
+  seed: string,
+  rejoined: readonly string[],
+  rebooting: string | undefined,
+  pending: readonly string[],
+): string {
+  return [
+    `etcd restored on ${seed} (Running at its last check)`,
+    rejoined.length > 0 ? `rejoined: ${rejoined.join(", ")}` : "",
+    rebooting ? `rebooted to rejoin, not yet a voter: ${rebooting}` : "",
+    pending.length > 0 ? `not rebooted yet: ${pending.join(", ")}` : "",
+  ].filter(Boolean).join("; ");
 }
 
 /** Nodes recorded as rejoined in OUT/journal.jsonl. */
@@ -88,12 +113,17 @@ function rejoinedBefore(out: string): Set<string> {
   );
 }
 
-async function rejoinOne(ctx: Ctx, seed: string, node: string): Promise<typeof SKIPPED | void> {
+async function rejoinOne(
+  ctx: Ctx,
+  seed: string,
+  node: string,
+  rebooted: () => void,
+): Promise<typeof SKIPPED | void> {
   const sentAt = ctx.deps.now();
   ctx.continueWith = taskCommand("rejoin", ctx.opts, ["--seed", seed, "--yes"]);
   const r = await talos(ctx, node, sub.reboot(), { step: `rejoin:${node}`, mutating: true });
   if (r.code !== 0) throw commandFailure(ctx, node, sub.reboot(), r);
-  ctx.clusterState = `${node} is rebooting to rejoin; etcd runs on ${seed}`;
+  rebooted();
   let wentDown = false;
   await poll(ctx, {
     what: `"${node}" to rejoin as a healthy voting member`,

@@ -810,6 +810,11 @@ Deno.test("rejoin: a learner never promoted ends at the deadline mentioning the 
     /error: Timed out waiting for "192\.168\.53\.10" to rejoin as a healthy voting member: deadline 1m \(checked every 5s, \d+ times over [0-9ms]+; last state: Running \(HEALTH Fail\): etcdserver: rpc not supported for learner — a learner, waiting for promotion\)/,
   );
   assert.match(w.stderr(), /to continue: deno task rejoin .*--seed 192\.168\.53\.11 --yes/);
+  assert.equal(w.stderr().match(/to continue: .*/)![0].split("--seed").length, 2, "--seed once");
+  assert.match(
+    w.stderr(),
+    /cluster state: etcd restored on 192\.168\.53\.11 \(Running at its last check\); rebooted to rejoin, not yet a voter: 192\.168\.53\.10; not rebooted yet: 192\.168\.53\.12\n/,
+  );
   assert.match(report(out), /\| rejoin:192\.168\.53\.10 \| failed: Timed out .*learner/);
   assert.ok(!journal(out).some((e) => e.type === "step" && e.event === "ok"), "nothing rejoined");
 });
