@@ -185,13 +185,18 @@ export function checkEveryCopy(ctx: Ctx, insp: Inspection): void {
   const bad = insp.rows.filter((r) => !r.status);
   if (bad.length === 0) return;
   const list = bad.map((r) => `"${r.node}" (${r.problem})`).join(", ");
+  const missing = bad.some((r) => !existsSync(r.file));
+  const unusable = bad.some((r) => existsSync(r.file));
+  const how = [
+    missing ? "run extract again with the same --out for a missing copy" : "",
+    unusable ? "extract into a new --out for a copy that cannot be used (none is overwritten)" : "",
+  ].filter(Boolean).join("; ");
   if (!ctx.opts.force) {
     throw new RefusedError(
-      `Refusing to wipe: no usable copy from ${list}; that node might hold the newest data`,
-      {
-        hint:
-          "extract again (a new --out keeps the earlier copies), or pass --force to go on without it",
-      },
+      `Refusing to wipe: no usable copy from ${list}; ${
+        bad.length > 1 ? "those nodes" : "that node"
+      } might hold the newest data`,
+      { hint: `${how}; or pass --force to go on without ${bad.length > 1 ? "them" : "it"}` },
     );
   }
   ctx.log.warn(`going on without a usable copy from ${list} because of --force`);

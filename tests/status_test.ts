@@ -123,6 +123,10 @@ Deno.test("a copy the reader refuses shows INTACT no, status says what to do, wi
     wiped.stderr(),
     /Refusing to wipe: no usable copy from "192\.168\.53\.12" \(.*cut short/,
   );
+  assert.match(
+    wiped.stderr(),
+    /next: extract into a new --out for a copy that cannot be used \(none is overwritten\); or pass --force to go on without it/,
+  );
   assert.deepEqual(wiped.replay.callsMatching(/ reset /), []);
 });
 
