@@ -37,12 +37,14 @@ export function formatMs(ms: number): string {
   return s % 60 === 0 ? `${m}m` : `${m}m${s % 60}s`;
 }
 
+const INTERRUPTED_SLEEP = "Interrupted while waiting";
+
 /** Sleeps on the context's clock; an interrupt becomes `InterruptedError`. */
 export async function pause(ctx: Ctx, ms: number): Promise<void> {
   try {
     await ctx.deps.sleep(ms, ctx.deps.signal);
   } catch (error) {
-    if (ctx.deps.signal.aborted) throw new InterruptedError("Interrupted while waiting");
+    if (ctx.deps.signal.aborted) throw new InterruptedError(INTERRUPTED_SLEEP);
     throw error;
   }
 }
@@ -60,6 +62,17 @@ export async function poll<T>(ctx: Ctx, o: PollOptions<T>): Promise<T> {
   if (owner) ctx.pollDeadline = started + o.timeoutMs;
   try {
     return await loop();
+  } catch (error) {
+    // Ctrl-C/SIGTERM in the sleep or in a check: say what was being waited for, and how far.
+    if (!(error instanceof InterruptedError) || error.message.includes(o.what)) throw error;
+    throw new InterruptedError(
+      `Interrupted while waiting for ${o.what}, after ${formatMs(ctx.deps.now() - started)} (${
+        lastState ? `last state: ${lastState}` : "during its first check"
+      })${
+        error.message === INTERRUPTED_SLEEP ? "" : `; ${error.message.replace(/^Interrupted /, "")}`
+      }`,
+      { hint: error.hint },
+    );
   } finally {
     if (owner) ctx.pollDeadline = undefined;
   }

@@ -27,6 +27,7 @@ import {
 import { poll } from "../lib/poll.ts";
 import { runCommand, shellLine, sub, talos, talosArgv } from "../lib/talosctl.ts";
 import { SERVICE_POLL_MS } from "../lib/cluster.ts";
+import { readProgress } from "../lib/resume.ts";
 
 /** Verify's own deadline when --timeout is not given. */
 export const VERIFY_TIMEOUT_MS = 3 * 60_000;
@@ -37,7 +38,8 @@ export const task: TaskDef = {
   usage: "  deno task verify --nodes A,B,C [--seed N] [--vip V] [--json] [--timeout 3m]",
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, verifyPlan(ctx));
-    const on = ctx.opts.seed ?? ctx.opts.nodes[0];
+    // The restored node (recorded by earlier steps) runs etcd first; ask it.
+    const on = ctx.opts.seed ?? readProgress(ctx.opts.out).seed ?? ctx.opts.nodes[0];
     await step(ctx, "verify", `Verifying the control plane (asking ${on})`, () => verify(ctx, on));
   },
 };

@@ -38,6 +38,10 @@ Deno.test("Ctrl-C during recover ends the wait, exits 130, and says how to conti
   const out = tempOut();
   const w = await interruptedRun(out);
   w.replay.assertDone();
+  assert.match(
+    w.stderr(),
+    /error: Interrupted while waiting for "192\.168\.53\.11" to accept the bootstrap, after 0s \(during its first check\); while running: talosctl .* bootstrap/,
+  );
   assert.match(w.stderr(), /cluster state: every node wiped/);
   assert.match(
     w.stderr(),

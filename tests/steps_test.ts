@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { main as extract } from "../tasks/01_extract.ts";
 import { main as status } from "../tasks/02_status.ts";
@@ -920,6 +920,17 @@ Deno.test("verify: without kubectl it still exits 0 and says the API was not che
   assert.match(w.stderr(), /ok: vip: 192\.168\.53\.2 is on 192\.168\.53\.11/);
   assert.match(w.stderr(), /ok: alarms: none/);
   assert.doesNotMatch(w.stderr(), /^error:/m);
+});
+
+Deno.test("verify without --seed asks the seed the journal recorded, not the first node", async () => {
+  const out = tempOut();
+  mkdirSync(out, { recursive: true });
+  recordSeed(out); // .11, not .10 (first in --nodes)
+  const w = fakeWorld(verifyRecs());
+  const code = await verify([...NODES_FLAG, "--out", out, "--vip", VIP], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  assert.match(w.stderr(), /Verifying the control plane \(asking 192\.168\.53\.11\)/);
 });
 
 Deno.test("verify: kubectl's node table is shown on stderr when kubectl answers", async () => {
