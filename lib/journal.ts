@@ -32,7 +32,7 @@ export type JournalEntry =
       stderr: string;
     }
     | { type: "fact"; key: string; value: unknown }
-    | { type: "end"; exitCode: number; error?: string }
+    | { type: "end"; exitCode: number; error?: string; planOnly?: boolean }
   );
 
 type Body = JournalEntry extends infer E ? E extends unknown ? Omit<E, "ts" | "task"> : never

@@ -3,11 +3,11 @@
  * error to its exit code, and always says what state the cluster is in and how to continue.
  */
 
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { COMMON_FLAGS_HELP, type Options, parseOptions, type ParseSettings } from "./cli.ts";
 import { createCtx, type Ctx } from "./context.ts";
 import { type Deps, realDeps } from "./deps.ts";
-import { EXIT_FAILED, EXIT_OK, RecoveryError, UsageError } from "./errors.ts";
+import { EXIT_FAILED, EXIT_OK, EXIT_REFUSED, RecoveryError, UsageError } from "./errors.ts";
 import { Journal } from "./journal.ts";
 import { evenCountWarning } from "./nodes.ts";
 import { writeReport } from "./report.ts";
@@ -72,17 +72,38 @@ export async function runTask(
     failure = error instanceof Error ? error.message : String(error);
     reportError(ctx, error);
   }
+  const planOnly = failure !== undefined && code === EXIT_OK; // PlanPrinted: nothing changed
+  // A plan, or a refusal before any call: if this run's journal made OUT, leave no trace.
+  if ((planOnly || code === EXIT_REFUSED) && !outExisted && onlyJournal(opts.out)) {
+    if (!Journal.readAll(opts.out).some((e) => e.type === "call")) {
+      rmSync(opts.out, { recursive: true });
+      return code;
+    }
+  }
   if (!opts.dryRun && (outExisted || existsSync(opts.out))) {
     ctx.journal.record({ type: "fact", key: "clusterState", value: ctx.clusterState });
     if (ctx.continueWith) {
       ctx.journal.record({ type: "fact", key: "continueWith", value: ctx.continueWith });
     }
-    ctx.journal.record({ type: "end", exitCode: code, ...(failure ? { error: failure } : {}) });
+    ctx.journal.record({
+      type: "end",
+      exitCode: code,
+      ...(planOnly ? { planOnly } : failure ? { error: failure } : {}),
+    });
     const path = writeReport(opts.out);
     if (code !== EXIT_OK || def.name === "recover") ctx.log.info(`report: ${path}`);
     if (code === EXIT_OK && ctx.continueWith) ctx.log.info(`next: ${ctx.continueWith}`);
   }
   return code;
+}
+
+/** Whether `out` holds nothing but a journal. */
+function onlyJournal(out: string): boolean {
+  try {
+    return readdirSync(out).every((e) => e === "journal.jsonl");
+  } catch {
+    return false;
+  }
 }
 
 const LEFT_EARLIER = "unchanged by this run; an earlier run left it: ";

@@ -36,7 +36,11 @@ export function renderReport(out: string, entries: JournalEntry[]): string {
   })();
   const lines: string[] = ["# etcd recovery report", ""];
   const outcome = last?.type === "end"
-    ? (last.exitCode === 0 ? "success" : `failed (exit ${last.exitCode}): ${last.error ?? ""}`)
+    ? (last.planOnly
+      ? "plan printed (no terminal, no --yes): nothing changed"
+      : last.exitCode === 0
+      ? "success"
+      : `failed (exit ${last.exitCode}): ${last.error ?? ""}`)
     : "in progress or interrupted";
   lines.push(`- Outcome of the last run (\`${last?.task ?? "?"}\`): ${outcome}`);
   if (lastRun?.type === "run") lines.push(`- Nodes: ${lastRun.nodes.join(", ")}`);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { main as wipe } from "../tasks/03_wipe.ts";
 import { main as recover } from "../tasks/recover.ts";
@@ -133,6 +133,17 @@ Deno.test("recover without --yes and without a terminal prints the plan, contact
     /reset --system-labels-to-wipe EPHEMERAL --graceful=false --reboot --wait=false/,
   );
   assert.match(w.stderr(), /No terminal and no --yes/);
+  assert.equal(existsSync(out), false, "a plan-only run leaves no OUT behind");
+
+  // With an OUT of an earlier run, the report says a plan was printed, not "success".
+  mkdirSync(out, { recursive: true });
+  makeCopies(out);
+  const again = fakeWorld([]);
+  assert.equal(await recover([...NODES_FLAG, "--out", out], again.deps), 0);
+  assert.match(
+    readFileSync(join(out, "report.md"), "utf8"),
+    /Outcome of the last run \(`recover`\): plan printed \(no terminal, no --yes\): nothing changed/,
+  );
 });
 
 Deno.test("recover --dry-run prints every step with the real values and runs nothing", async () => {
@@ -183,7 +194,7 @@ Deno.test("recover --dry-run prints every step with the real values and runs not
   // etcdutl is optional: the plan runs it only where it is installed.
   assert.match(
     plan,
-    /if command -v etcdutl >\/dev\/null 2>&1; then\n(  etcdutl snapshot status .* -w json\n){3}fi\n/,
+    /if command -v etcdutl >\/dev\/null 2>&1; then\n( {2}etcdutl snapshot status .* -w json\n){3}fi\n/,
   );
   const check = new Deno.Command("bash", { args: ["-n"], stdin: "piped" }).spawn();
   const writer = check.stdin.getWriter();
