@@ -86,6 +86,12 @@ export async function main(args: string[]): Promise<number> {
         );
         console.error(`==> rehearse each step by hand (fake talosctl, this lab only):`);
         console.log(lab.guide(s).join("\n"));
+        const at = dir === ".lab" ? "" : ` --dir ${dir}`;
+        console.error(
+          `==> first make the incident: deno task lab load${at} && deno task lab break${at}; ` +
+            `no talosconfig is needed (the fake talosctl ignores it); ` +
+            `stop the lab with: deno task lab down${at}`,
+        );
         return 0;
       }
       case "load": {
