@@ -193,6 +193,11 @@ export async function wipe(ctx: Ctx): Promise<void> {
  */
 export async function finishWipe(ctx: Ctx, sent: ReadonlyMap<string, string>): Promise<void> {
   const nodes = ctx.opts.nodes;
+  // Reset again with the labels the first reset had (the pre-flight that found a dedicated
+  // ETCD partition does not run now).
+  for (const [node, labels] of readProgress(ctx.opts.out).resetLabels) {
+    if (!ctx.wipeLabels.has(node)) ctx.wipeLabels.set(node, labels);
+  }
   const looks = await Promise.all(nodes.map((n) => lookAtEtcd(ctx, n, "wipe")));
   const again = nodes.filter((n, i) =>
     !sent.has(n) || (looks[i].kind === "up" && looks[i].info.state !== "Preparing")

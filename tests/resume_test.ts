@@ -159,13 +159,18 @@ const repeat = (r: Recording, n: number) =>
   Array.from({ length: n }, () => ({ ...r, optional: true }));
 
 /** A recover whose resets were all accepted, then .12 never rebooted (its reset did not take). */
-async function unfinishedWipe(out: string): Promise<void> {
+async function unfinishedWipe(out: string, etcdPartitionOn12 = false): Promise<void> {
+  const preflight = preflightRecs().map((r) =>
+    etcdPartitionOn12 && r.cmd === rec.etcdVolume(N12, "directory").cmd
+      ? rec.etcdVolume(N12, "partition")
+      : r
+  );
   const first = fakeWorld([
-    ...preflightRecs(),
+    ...preflight,
     ...extractRecs(out),
     ...statusRecs(out),
     ...brokenClusterRecs(),
-    ...NODES.map((n) => rec.reset(n)),
+    ...NODES.map((n) => n === N12 && etcdPartitionOn12 ? resetWithEtcd(N12) : rec.reset(n)),
     rec.refused(N10),
     rec.service(N10, "service-etcd.preparing.txt"),
     rec.refused(SEED),
@@ -235,4 +240,33 @@ Deno.test("wipe run again after a wipe that did not finish finishes it, without 
   assert.deepEqual(w.replay.callsMatching(/ version$| reset /), []);
   assert.match(w.stderr(), /wipe not finished \(--force starts over\)/);
   assert.match(w.stderr(), /next: deno task bootstrap .*--yes/);
+});
+
+/** The reset of a node whose etcd has its own partition. */
+function resetWithEtcd(node: string): Recording {
+  const r = rec.reset(node);
+  return {
+    ...r,
+    cmd: r.cmd.replace(
+      "--system-labels-to-wipe EPHEMERAL",
+      "--system-labels-to-wipe EPHEMERAL --system-labels-to-wipe ETCD",
+    ),
+  };
+}
+
+Deno.test("a node reset again on the re-run keeps its --system-labels-to-wipe ETCD (no pre-flight finds it now)", async () => {
+  const out = tempOut();
+  await unfinishedWipe(out, true);
+  const w = fakeWorld([
+    rec.service(N10, "service-etcd.preparing.txt"),
+    rec.service(SEED, "service-etcd.preparing.txt"),
+    rec.service(N12, "service-etcd.running-ok.txt"),
+    resetWithEtcd(N12),
+    rec.service(N10, "service-etcd.preparing.txt"),
+    rec.service(SEED, "service-etcd.preparing.txt"),
+    rec.refused(N12),
+    rec.service(N12, "service-etcd.preparing.txt"),
+  ]);
+  assert.equal(await wipe([...NODES_FLAG, "--out", out, "--yes"], w.deps), 0, w.stderr());
+  w.replay.assertDone();
 });
