@@ -42,7 +42,7 @@ export const task: TaskDef = {
       () => inspectCopies(ctx, { requireManifest: false }),
     );
     const withheld = withheldSeed(ctx, insp);
-    ctx.log.raw(statusTable(insp, withheld ? undefined : insp.choice?.seed));
+    ctx.log.raw(statusTable(insp, withheld ? null : insp.choice?.seed));
     if (ctx.opts.json) {
       ctx.deps.stdout(JSON.stringify(statusJson(insp, withheld), null, 2) + "\n");
     }
@@ -140,8 +140,13 @@ export function statusPlan(ctx: Ctx): string[] {
   ];
 }
 
-/** The table for people; `seed` (default: the highest revision) is marked in NOTE. */
-export function statusTable(insp: Inspection, seed = insp.choice?.seed): string {
+/**
+ * The table for people; `seed` (default: the highest revision; null: none) is marked in NOTE.
+ */
+export function statusTable(
+  insp: Inspection,
+  seed: string | null | undefined = insp.choice?.seed,
+): string {
   const header = ["NODE", "REVISION", "KEYS", "SIZE", "HASH", "ALARMS", "INTACT", "AGREES", "NOTE"];
   const rows = insp.rows.map((r) => [
     r.node,
