@@ -21,6 +21,7 @@ import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
 import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "../lib/cluster.ts";
 import { Journal } from "../lib/journal.ts";
+import { readProgress } from "../lib/resume.ts";
 import { isLearnerRpc, memberForNode, parseMembers } from "../lib/parse.ts";
 import { poll } from "../lib/poll.ts";
 import {
@@ -158,28 +159,36 @@ async function rejoinOne(
   });
 }
 
-/** The commands rejoin runs, as bash. */
+/**
+ * The commands rejoin runs, as bash: for the seed the journal recorded (or --seed), and only
+ * the nodes not recorded as rejoined (a pasted plan must not reboot a voting member).
+ */
 export function rejoinPlan(ctx: Ctx): string[] {
-  const { seed, lines } = planSeed(ctx);
-  const others = ctx.opts.seed ? ctx.opts.nodes.filter((n) => n !== seed) : ctx.opts.nodes;
+  const recorded = ctx.opts.seed ?? readProgress(ctx.opts.out).seed;
+  const c = recorded ? { ...ctx, opts: { ...ctx.opts, seed: recorded } } : ctx;
+  const { seed, lines } = planSeed(c);
+  const done = rejoinedBefore(ctx.opts.out);
+  const candidates = c.opts.seed ? c.opts.nodes.filter((n) => n !== seed) : c.opts.nodes;
+  const skipped = candidates.filter((n) => done.has(n));
   return [
     "# Step 7: reboot the other nodes one at a time; each must be Running, HEALTH OK, and a voter",
+    ...(skipped.length > 0 ? [`# already rejoined in an earlier run: ${skipped.join(", ")}`] : []),
     ...lines,
-    ...others.flatMap((n) => [
-      ...(ctx.opts.seed ? [] : [`if [ "${n}" != "$SEED" ]; then`]),
-      shellLine(talosArgv(ctx, n, sub.reboot())),
+    ...candidates.filter((n) => !done.has(n)).flatMap((n) => [
+      ...(c.opts.seed ? [] : [`if [ "${n}" != "$SEED" ]; then`]),
+      shellLine(talosArgv(c, n, sub.reboot())),
       "sleep 30",
       untilPlan(
-        serviceIsPlan(shellLine(talosArgv(ctx, n, sub.serviceEtcd())), "HEALTH", "OK"),
+        serviceIsPlan(shellLine(talosArgv(c, n, sub.serviceEtcd())), "HEALTH", "OK"),
         `etcd on ${n} to be healthy`,
-        ctx.opts.timeoutMs / 1000,
+        c.opts.timeoutMs / 1000,
       ),
       untilPlan(
-        `m=$(${shellLine(talosArgv(ctx, seed, sub.members()))}) && ! grep -q ' true$' <<<"$m"`,
+        `m=$(${shellLine(talosArgv(c, seed, sub.members()))}) && ! grep -q ' true$' <<<"$m"`,
         `${n} to be promoted (no learner left)`,
-        ctx.opts.timeoutMs / 1000,
+        c.opts.timeoutMs / 1000,
       ),
-      ...(ctx.opts.seed ? [] : ["fi"]),
+      ...(c.opts.seed ? [] : ["fi"]),
     ]),
   ];
 }

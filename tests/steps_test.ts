@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { main as extract } from "../tasks/01_extract.ts";
 import { main as status } from "../tasks/02_status.ts";
@@ -962,4 +969,31 @@ Deno.test("verify: a learner listed by the seed is not ok", async () => {
   const members = doc.checks.find((c: { name: string }) => c.name === "members");
   assert.equal(members.ok, false);
   assert.ok(doc.checks.some((c: { name: string; ok: boolean }) => c.name === "vip" && c.ok));
+});
+
+Deno.test("rejoin's printed plan uses the recorded seed and leaves out the nodes already rejoined", async () => {
+  const out = tempOut();
+  mkdirSync(out, { recursive: true });
+  recordSeed(out);
+  appendFileSync(
+    join(out, "journal.jsonl"),
+    JSON.stringify({
+      ts: "2026-11-24T10:10:00.000Z",
+      task: "rejoin",
+      type: "step",
+      step: `rejoin:${N10}`,
+      event: "ok",
+    }) + "\n",
+  );
+  // No terminal, no --yes: the plan, and nothing rebooted.
+  const w = fakeWorld([rec.service(SEED, "service-etcd.running-ok.txt")]);
+  const code = await rejoin([...NODES_FLAG, "--out", out], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  const plan = w.stdout();
+  assert.ok(plan.includes(T(N12, "reboot", "--wait=false")), plan);
+  assert.ok(!plan.includes(T(N10, "reboot")), "a node that rejoined is not rebooted again");
+  assert.ok(!plan.includes("SEED=$("), "the seed comes from the journal, not from status");
+  assert.match(plan, /# already rejoined in an earlier run: 192\.168\.53\.10/);
+  assert.match(w.stderr(), /printed the plan for "reboot 192\.168\.53\.12 one at a time"/);
 });
