@@ -25,6 +25,7 @@ import { copyFile, readManifest, verifyCopy } from "../lib/manifest.ts";
 import { poll } from "../lib/poll.ts";
 import { isBootstrapNotReady, isDataDirNotEmpty, isUnreachable } from "../lib/parse.ts";
 import { commandFailure, shellLine, sub, talos, talosArgv, untilPlan } from "../lib/talosctl.ts";
+import { readProgress } from "../lib/resume.ts";
 import { waitPreparing } from "./04_wait.ts";
 
 /** Uploading a large db can take a while. */
@@ -37,6 +38,7 @@ export const task: TaskDef = {
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, bootstrapPlan(ctx));
     const seed = await seedOf(ctx, { strict: true });
+    if (await bootstrappedEarlier(ctx, seed)) return;
     const file = await verifiedSeedCopy(ctx, seed);
     await confirm(ctx, `bootstrap etcd on ${seed} from ${file}`, () => bootstrapPlan(ctx));
     await step(
@@ -47,6 +49,30 @@ export const task: TaskDef = {
     );
   },
 };
+
+/**
+ * A bootstrap the journal records as done is not sent again: done when the seed's etcd runs
+ * (exit 0, next: disarm), refused otherwise (a second bootstrap needs a wipe first), unless
+ * --force.
+ */
+async function bootstrappedEarlier(ctx: Ctx, seed: string): Promise<boolean> {
+  const at = readProgress(ctx.opts.out).done.get("bootstrap");
+  if (!at || ctx.opts.force) return false;
+  const journal = join(ctx.opts.out, "journal.jsonl");
+  const look = await lookAtEtcd(ctx, seed, "bootstrap");
+  if (look.kind === "up" && look.info.state === "Running") {
+    ctx.log.ok(`already done: ${journal} records the bootstrap of ${seed} (${at}); etcd Running`);
+    ctx.continueWith = taskCommand("disarm", ctx.opts, ["--yes"]);
+    return true;
+  }
+  throw new RefusedError(
+    `${journal} records the bootstrap of ${seed} (${at}), but its etcd is ${describe(look)}`,
+    {
+      hint: "if it is restarting, wait and run deno task verify; a second bootstrap needs a " +
+        "wipe first (--force only to bootstrap again)",
+    },
+  );
+}
 
 /** The seed's copy, after checking it is still byte-for-byte what was extracted. */
 export async function verifiedSeedCopy(ctx: Ctx, seed: string): Promise<string> {

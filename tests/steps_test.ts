@@ -681,6 +681,38 @@ Deno.test("bootstrap: retries while the node is not ready yet, then succeeds", a
   assert.equal(lastEnd(out).exitCode, 0);
 });
 
+Deno.test("bootstrap run again after it succeeded sends nothing: done while etcd runs, refused otherwise", async () => {
+  const out = tempOut();
+  makeCopies(out);
+  recordSeed(out);
+  const first = fakeWorld([
+    rec.service(SEED, "service-etcd.preparing.txt"),
+    rec.bootstrap(out, SEED),
+    rec.service(SEED, "service-etcd.running-ok.txt"),
+  ]);
+  assert.equal(await bootstrap(bootstrapArgs(out), first.deps), 0, first.stderr());
+
+  const again = fakeWorld([rec.service(SEED, "service-etcd.running-ok.txt")]);
+  assert.equal(await bootstrap(bootstrapArgs(out), again.deps), 0, again.stderr());
+  again.replay.assertDone();
+  assert.deepEqual(again.replay.callsMatching(/ bootstrap /), []);
+  assert.match(
+    again.stderr(),
+    /already done: .*journal\.jsonl records the bootstrap of 192\.168\.53\.11/,
+  );
+  assert.match(again.stderr(), /next: deno task disarm .*--yes/);
+
+  const down = fakeWorld([rec.refused(SEED)]);
+  assert.equal(await bootstrap(bootstrapArgs(out), down.deps), 2, down.stderr());
+  down.replay.assertDone();
+  assert.deepEqual(down.replay.callsMatching(/ bootstrap /), []);
+  assert.match(down.stderr(), /records the bootstrap of 192\.168\.53\.11 .*, but its etcd is down/);
+  assert.match(
+    down.stderr(),
+    /a second bootstrap needs a wipe first \(--force only to bootstrap again\)/,
+  );
+});
+
 Deno.test("bootstrap: exit 0 then etcd Failed is a failure carrying the last event", async () => {
   const out = tempOut();
   makeCopies(out);
