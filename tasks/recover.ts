@@ -206,7 +206,8 @@ async function resume(ctx: Ctx, progress: Progress): Promise<void> {
 
 /** Refuses another `--nodes` than the copies in OUT were taken from: resuming a recovery. */
 function sameNodesAsEarlier(ctx: Ctx, found: string): void {
-  const earlier = Object.keys(readManifest(ctx.opts.out)?.copies ?? {}).sort();
+  // The --nodes of the extraction (a node whose copy failed, passed over with --force, too).
+  const earlier = readManifest(ctx.opts.out)?.nodes ?? [];
   const given = new Set(ctx.opts.nodes);
   if (earlier.length > 0 && (earlier.length !== given.size || earlier.some((n) => !given.has(n)))) {
     const list = ctx.opts.nodes.join(",");

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { main as recover } from "../tasks/recover.ts";
 import { main as wipe } from "../tasks/03_wipe.ts";
@@ -12,10 +12,12 @@ import {
   extractRecs,
   fullRecoveryRecs,
   interruptedAtBootstrap,
+  makeCopies,
   NODES,
   NODES_FLAG,
   preflightRecs,
   rec,
+  recordSeed,
   rejoinRecs,
   SEED,
   statusRecs,
@@ -269,4 +271,35 @@ Deno.test("a node reset again on the re-run keeps its --system-labels-to-wipe ET
   ]);
   assert.equal(await wipe([...NODES_FLAG, "--out", out, "--yes"], w.deps), 0, w.stderr());
   w.replay.assertDone();
+});
+
+Deno.test("resume accepts the extraction's --nodes even when a node's copy failed (passed over with --force)", async () => {
+  const out = tempOut();
+  makeCopies(out);
+  const manifestPath = join(out, "manifest.json");
+  const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
+  delete manifest.copies[N12];
+  manifest.failures[N12] = "connection refused";
+  writeFileSync(manifestPath, JSON.stringify(manifest));
+  recordSeed(out);
+  appendFileSync(
+    join(out, "journal.jsonl"),
+    JSON.stringify({
+      ts: "2026-11-24T10:05:00.000Z",
+      task: "recover",
+      type: "step",
+      step: "wipe",
+      event: "ok",
+    }) +
+      "\n",
+  );
+  const w = fakeWorld([rec.service(SEED, "service-etcd.running-ok.txt")]);
+  assert.equal(await recover(ARGS(out), w.deps), 2, w.stderr());
+  w.replay.assertDone();
+  assert.doesNotMatch(w.stderr(), /is not the node list/);
+  assert.match(
+    w.stderr(),
+    /not yet bootstrapped, but its etcd is Running/,
+    "it got to the live check",
+  );
 });
