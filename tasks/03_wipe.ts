@@ -41,6 +41,7 @@ import {
 } from "../lib/talosctl.ts";
 import { tail } from "../lib/parse.ts";
 import { readProgress } from "../lib/resume.ts";
+import { readManifest } from "../lib/manifest.ts";
 import { preflight } from "../lib/preflight.ts";
 import { statusTable } from "./02_status.ts";
 
@@ -72,6 +73,7 @@ export const task: TaskDef = {
       ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--yes"]);
       return;
     }
+    refuseAfterBootstrap(ctx); // before the pre-flight asks the nodes anything
     await step(ctx, "preflight", "Pre-flight checks", () => preflight(ctx, "preflight"));
     const seed = await step(
       ctx,
@@ -88,25 +90,32 @@ export const task: TaskDef = {
   },
 };
 
+/** Refuses (unless --force) to wipe once the journal records a bootstrap that succeeded. */
+function refuseAfterBootstrap(ctx: Ctx): void {
+  const done = readProgress(ctx.opts.out).done;
+  if (!done.has("bootstrap")) return;
+  const message = `${ctx.opts.out}/journal.jsonl records a bootstrap that succeeded (${
+    done.get("bootstrap")
+  }): wiping now destroys the restored etcd`;
+  if (ctx.opts.force) {
+    ctx.log.warn(`${message}; wiping anyway because of --force`);
+    return;
+  }
+  // The recovery's own node list: a different one is refused by recover.
+  const nodes = readManifest(ctx.opts.out)?.nodes ?? ctx.opts.nodes;
+  throw new RefusedError(`Refusing to wipe: ${message}`, {
+    hint: `continue with ${
+      taskCommand("recover", { ...ctx.opts, nodes }, ["--yes"])
+    } (it resumes); --force only to start over`,
+  });
+}
+
 /**
  * The safety rules: an intact seed copy, every copy usable, the seed the highest revision,
  * the cluster not healthy. Returns the seed.
  */
 export async function checkBeforeWipe(ctx: Ctx): Promise<string> {
-  const done = readProgress(ctx.opts.out).done;
-  if (done.has("bootstrap")) {
-    const message = `${ctx.opts.out}/journal.jsonl records a bootstrap that succeeded (${
-      done.get("bootstrap")
-    }): wiping now destroys the restored etcd`;
-    if (!ctx.opts.force) {
-      throw new RefusedError(`Refusing to wipe: ${message}`, {
-        hint: `continue with ${
-          taskCommand("recover", ctx.opts, ["--yes"])
-        } (it resumes); --force only to start over`,
-      });
-    }
-    ctx.log.warn(`${message}; wiping anyway because of --force`);
-  }
+  refuseAfterBootstrap(ctx);
   const insp = await inspectCopies(ctx);
   ctx.log.raw(statusTable(insp, ctx.opts.seed));
   const seed = resolveSeed(ctx, insp);

@@ -67,12 +67,21 @@ Deno.test("wipe refuses after a bootstrap succeeded (journal), pointing to recov
   const out = tempOut();
   const first = fakeWorld(fullRecoveryRecs(out));
   assert.equal(await recover([...NODES_FLAG, "--vip", VIP, "--out", out, "--yes"], first.deps), 0);
-  const w = fakeWorld(preflightRecs());
-  const code = await wipe([...NODES_FLAG, "--out", out, "--yes"], w.deps);
+  // Refused before the pre-flight asks anything; with a partial --nodes, the hint names the
+  // recovery's own list (recover refuses another one).
+  const w = fakeWorld([]);
+  const code = await wipe(
+    ["--nodes", "192.168.53.10,192.168.53.11", "--out", out, "--yes"],
+    w.deps,
+  );
   assert.equal(code, 2);
+  w.replay.assertDone();
+  assert.deepEqual(w.replay.calls, []);
   assert.match(w.stderr(), /Refusing to wipe: .*journal\.jsonl records a bootstrap that succeeded/);
-  assert.match(w.stderr(), /continue with deno task recover/);
-  assert.deepEqual(w.replay.callsMatching(/ reset /), []);
+  assert.match(
+    w.stderr(),
+    /continue with deno task recover --nodes 192\.168\.53\.10,192\.168\.53\.11,192\.168\.53\.12 /,
+  );
 });
 
 Deno.test("Ctrl-C at the [y/N] prompt exits 130 at once and resets nothing", async () => {
