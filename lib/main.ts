@@ -7,7 +7,14 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 import { COMMON_FLAGS_HELP, type Options, parseOptions, type ParseSettings } from "./cli.ts";
 import { createCtx, type Ctx } from "./context.ts";
 import { type Deps, realDeps } from "./deps.ts";
-import { EXIT_FAILED, EXIT_OK, EXIT_REFUSED, RecoveryError, UsageError } from "./errors.ts";
+import {
+  EXIT_FAILED,
+  EXIT_OK,
+  EXIT_REFUSED,
+  InterruptedError,
+  RecoveryError,
+  UsageError,
+} from "./errors.ts";
 import { Journal } from "./journal.ts";
 import { evenCountWarning } from "./nodes.ts";
 import { writeReport } from "./report.ts";
@@ -70,6 +77,10 @@ export async function runTask(
   } catch (error) {
     code = error instanceof RecoveryError ? error.exitCode : EXIT_FAILED;
     failure = error instanceof Error ? error.message : String(error);
+    if (error instanceof InterruptedError && !ctx.continueWith) {
+      // stopped before any step named its own way on: the same command again
+      ctx.continueWith = taskCommand(def.name, opts, opts.yes ? ["--yes"] : []);
+    }
     reportError(ctx, error);
   }
   const planOnly = failure !== undefined && code === EXIT_OK; // PlanPrinted: nothing changed

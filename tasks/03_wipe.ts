@@ -187,7 +187,7 @@ export async function wipe(ctx: Ctx): Promise<void> {
       },
     );
   }
-  await Promise.all(nodes.map((node) => awaitWiped(ctx, node, sentAt)));
+  await allWiped(ctx, nodes.map((node) => [node, () => awaitWiped(ctx, node, sentAt)]));
   ctx.clusterState = `every node wiped (${
     nodes.join(", ")
   }): etcd is empty and waiting for bootstrap; the copies in ${ctx.opts.out} are the only data`;
@@ -234,16 +234,38 @@ export async function finishWipe(ctx: Ctx, sent: ReadonlyMap<string, string>): P
       { hint: "fix the failing node, then run this again: resetting a wiped node is harmless" },
     );
   }
-  await Promise.all(
-    nodes.map((node) =>
-      again.includes(node)
-        ? awaitWiped(ctx, node, sentAt)
-        : awaitWiped(ctx, node, sentAt, { resetEarlier: true })
-    ),
+  await allWiped(
+    ctx,
+    nodes.map((node) => [
+      node,
+      () => awaitWiped(ctx, node, sentAt, { resetEarlier: !again.includes(node) }),
+    ]),
   );
   ctx.clusterState = `every node wiped (${
     nodes.join(", ")
   }): etcd is empty and waiting for bootstrap; the copies in ${ctx.opts.out} are the only data`;
+}
+
+/**
+ * Runs every node's wait; when one fails, the cluster state names the nodes seen wiped and
+ * those not (yet) seen wiped, rather than only that resets were sent.
+ */
+async function allWiped(ctx: Ctx, waits: [string, () => Promise<void>][]): Promise<void> {
+  const seen: string[] = [];
+  const results = await Promise.allSettled(waits.map(async ([node, wait]) => {
+    await wait();
+    seen.push(node);
+  }));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (!failed) return;
+  const notSeen = waits.map(([n]) => n).filter((n) => !seen.includes(n));
+  ctx.clusterState = [
+    `reset sent to every node`,
+    seen.length > 0 ? `seen wiped (etcd Preparing): ${seen.join(", ")}` : "",
+    `not seen wiped: ${notSeen.join(", ")}`,
+    `the copies in ${ctx.opts.out} are the only data`,
+  ].filter(Boolean).join("; ");
+  throw failed.reason;
 }
 
 /**

@@ -538,6 +538,10 @@ Deno.test("wipe: a node that never goes down hits the deadline, saying what, how
     assert.ok(w.stderr().includes(`"${n}" to reboot wiped (etcd Preparing): done`), n);
   }
   assert.ok(w.slept() >= 60_000, "the virtual clock reached the deadline");
+  assert.match(
+    w.stderr(),
+    /cluster state: reset sent to every node; seen wiped \(etcd Preparing\): 192\.168\.53\.1[01], 192\.168\.53\.1[01]; not seen wiped: 192\.168\.53\.12; the copies in .* are the only data/,
+  );
   assert.match(lastEnd(out).error ?? "", /Timed out .* "192\.168\.53\.12"/);
   assert.match(report(out), /Outcome of the last run \(`wipe`\): failed \(exit 1\): Timed out/);
 });

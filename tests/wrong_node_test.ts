@@ -99,6 +99,11 @@ Deno.test("Ctrl-C at the [y/N] prompt exits 130 at once and resets nothing", asy
   assert.match(w.stderr(), /Interrupted at the prompt: did not wipe etcd on/);
   assert.deepEqual(w.replay.callsMatching(/ reset /), []);
   assert.match(w.stderr(), /cluster state: unchanged by this run/);
+  // Stopped before the wipe named its own way on: the same command again.
+  assert.match(
+    w.stderr(),
+    /to continue: deno task wipe --nodes 192\.168\.53\.10,192\.168\.53\.11,192\.168\.53\.12 (--seed \S+ )?--out \S+\n/,
+  );
 });
 
 Deno.test("the dry-run of every step is valid bash with a space and a quote in --out, no --seed", async () => {
