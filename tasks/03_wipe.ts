@@ -234,11 +234,16 @@ export async function finishWipe(ctx: Ctx, sent: ReadonlyMap<string, string>): P
       { hint: "fix the failing node, then run this again: resetting a wiped node is harmless" },
     );
   }
+  const wiped = (i: number) => looks[i].kind === "up" && looks[i].info.state === "Preparing";
   await allWiped(
     ctx,
-    nodes.map((node) => [
+    nodes.map((node, i) => [
       node,
-      () => awaitWiped(ctx, node, sentAt, { resetEarlier: !again.includes(node) }),
+      // a node seen wiped just now is not waited for again
+      () =>
+        wiped(i) && !again.includes(node)
+          ? Promise.resolve()
+          : awaitWiped(ctx, node, sentAt, { resetEarlier: !again.includes(node) }),
     ]),
   );
   ctx.clusterState = `every node wiped (${
