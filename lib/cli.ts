@@ -155,7 +155,7 @@ export function parseOptions(
       `--out "${out}" cannot be a directory: "${notDir}" is a file; name a directory for the copies`,
     );
   }
-  const foreign = foreignFiles(out);
+  const foreign = help ? [] : foreignFiles(out);
   if (foreign.length > 0) {
     const named = foreign.slice(0, 3).join(", ") + (foreign.length > 3 ? ", …" : "");
     throw new UsageError(
@@ -206,5 +206,6 @@ function foreignFiles(out: string): string[] {
     return []; // not there yet
   }
   if (entries.includes("manifest.json") || entries.includes("journal.jsonl")) return [];
-  return entries.filter((e) => !/^(report\.md|db\..+)$/.test(e)).sort();
+  // lost+found: the root of a freshly made filesystem (the place for copies when space is short)
+  return entries.filter((e) => !/^(report\.md|db\..+|lost\+found)$/.test(e)).sort();
 }

@@ -3,7 +3,10 @@
  * a re-run never repeats a destructive step that succeeded.
  */
 
+import type { Ctx } from "./context.ts";
+import { RefusedError } from "./errors.ts";
 import { Journal } from "./journal.ts";
+import { readManifest } from "./manifest.ts";
 
 export interface Progress {
   /** The seed recorded by the last run that chose one. */
@@ -19,6 +22,14 @@ export interface Progress {
   resetLabels: Map<string, string[]>;
 }
 
+/** Steps whose success an accepted reset undoes. */
+const AFTER_WIPE = /^(wipe|wait|bootstrap|disarm|verify|rejoin:.*)$/;
+
+/** Nodes recorded as rejoined since the last wipe began. */
+export function rejoinedNodes(p: Progress): Set<string> {
+  return new Set([...p.done.keys()].filter((s) => s.startsWith("rejoin:")).map((s) => s.slice(7)));
+}
+
 export function readProgress(out: string): Progress {
   const done = new Map<string, string>();
   let seed: string | undefined;
@@ -31,7 +42,11 @@ export function readProgress(out: string): Progress {
     if (e.type === "call" && e.step === "wipe" && e.mutating && / reset( |$)/.test(e.command)) {
       const labels = [...e.command.matchAll(/--system-labels-to-wipe[ =](\S+)/g)].map((m) => m[1]);
       if (labels.length > 0) resetLabels.set(e.node, labels);
-      if (e.exitCode === 0) resetSent.set(e.node, e.ts);
+      if (e.exitCode === 0) {
+        resetSent.set(e.node, e.ts);
+        // A new wipe: what was done after an earlier one no longer holds.
+        for (const step of done.keys()) if (AFTER_WIPE.test(step)) done.delete(step);
+      }
     }
   }
   return { seed, done, resetSent, resetLabels };
@@ -40,4 +55,23 @@ export function readProgress(out: string): Progress {
 /** `wipe done 10:02:11, bootstrap done 10:05:40` for the log. */
 export function describeProgress(p: Progress, steps: string[]): string {
   return steps.filter((s) => p.done.has(s)).map((s) => `${s} done ${p.done.get(s)}`).join(", ");
+}
+
+/** Refuses another `--nodes` than the copies in OUT were taken from: resuming a recovery. */
+export function sameNodesAsEarlier(ctx: Ctx, found: string): void {
+  // The --nodes of the extraction (a node whose copy failed, passed over with --force, too).
+  const earlier = readManifest(ctx.opts.out)?.nodes ?? [];
+  const given = new Set(ctx.opts.nodes);
+  if (earlier.length > 0 && (earlier.length !== given.size || earlier.some((n) => !given.has(n)))) {
+    const list = ctx.opts.nodes.join(",");
+    throw new RefusedError(
+      `--nodes ${list} is not the node list of the earlier run in ${ctx.opts.out} ` +
+        `(${earlier.join(",")}), which records ${found}`,
+      {
+        hint: `resume that recovery with --nodes ${
+          earlier.join(",")
+        }; for another cluster, use a new --out`,
+      },
+    );
+  }
 }

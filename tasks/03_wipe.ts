@@ -40,10 +40,11 @@ import {
   untilPlan,
 } from "../lib/talosctl.ts";
 import { tail } from "../lib/parse.ts";
-import { readProgress } from "../lib/resume.ts";
+import { type Progress, readProgress, sameNodesAsEarlier } from "../lib/resume.ts";
 import { readManifest } from "../lib/manifest.ts";
 import { preflight } from "../lib/preflight.ts";
 import { statusTable } from "./02_status.ts";
+import { verifiedSeedCopy } from "./05_bootstrap.ts";
 
 export const task: TaskDef = {
   name: "wipe",
@@ -51,29 +52,26 @@ export const task: TaskDef = {
   usage: "  deno task wipe --nodes A,B,C [--seed N] [--out DIR] [--yes] [--force] [--timeout 10m]",
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, wipePlan(ctx));
+    // Before the pre-flight asks the nodes anything: a restored etcd is never wiped again.
+    refuseAfterBootstrap(ctx);
     const progress = readProgress(ctx.opts.out);
-    if (progress.resetSent.size > 0 && !progress.done.has("wipe") && !ctx.opts.force) {
+    if (progress.resetSent.size > 0 && !ctx.opts.force) {
       // A wipe an earlier run started: a rebooting node would fail the pre-flight.
-      ctx.log.step(
-        `Resuming from ${ctx.opts.out}/journal.jsonl: reset sent to ${
-          [...progress.resetSent.keys()].join(", ")
-        }, wipe not finished (--force starts over)`,
-      );
-      await confirm(
-        ctx,
-        `finish the wipe of ${ctx.opts.nodes.join(", ")}`,
-        () => wipePlan(ctx),
-      );
+      const found = unfinishedWipe(progress);
+      const { seed } = await checkBeforeFinishing(ctx, progress, found);
+      ctx.opts.seed = seed;
+      ctx.log.step(`Resuming from ${ctx.opts.out}/journal.jsonl: ${found} (--force starts over)`);
+      ctx.continueWith = taskCommand("wipe", ctx.opts, ["--yes"]);
+      await confirm(ctx, `finish the wipe of ${ctx.opts.nodes.join(", ")}`, () => wipePlan(ctx));
       await step(
         ctx,
         "wipe",
         `Finishing the wipe of ${ctx.opts.nodes.length} nodes`,
-        () => finishWipe(ctx, progress.resetSent),
+        () => finishWipe(ctx, progress),
       );
       ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--yes"]);
       return;
     }
-    refuseAfterBootstrap(ctx); // before the pre-flight asks the nodes anything
     await step(ctx, "preflight", "Pre-flight checks", () => preflight(ctx, "preflight"));
     const seed = await step(
       ctx,
@@ -195,30 +193,97 @@ export async function wipe(ctx: Ctx): Promise<void> {
 }
 
 /**
- * Finishes a wipe an earlier run started (`sent`: node → when its reset was accepted): a node
- * whose etcd is Preparing is wiped (etcd waits for a bootstrap that has not happened); a node
- * that answers with etcd in any other state, or whose reset never went through, is reset now;
- * a node that does not answer is waited for, as it may still be rebooting.
+ * Before finishing a wipe an earlier run started (`found` says what the journal holds): the
+ * node list of the recovery, and the seed the earlier run chose with its copy still intact.
+ * Returns the seed and its copy.
  */
-export async function finishWipe(ctx: Ctx, sent: ReadonlyMap<string, string>): Promise<void> {
+export async function checkBeforeFinishing(
+  ctx: Ctx,
+  progress: Progress,
+  found: string,
+): Promise<{ seed: string; file: string }> {
+  sameNodesAsEarlier(ctx, found);
+  const seed = progress.seed ?? ctx.opts.seed;
+  const startOver = "to start over, pass --force or use a new --out";
+  if (!seed) {
+    throw new RefusedError(`${ctx.opts.out}/journal.jsonl records ${found} but no seed`, {
+      hint: `name the seed with --seed (the node with the highest revision); ${startOver}`,
+    });
+  }
+  if (ctx.opts.seed && ctx.opts.seed !== seed) {
+    throw new RefusedError(
+      `--seed ${ctx.opts.seed} differs from the seed of the earlier run, ${seed} (${found})`,
+      { hint: `resume with --seed ${seed}; ${startOver}` },
+    );
+  }
+  return { seed, file: await verifiedSeedCopy(ctx, seed) };
+}
+
+/** What the journal says of a wipe that did not finish, for the log. */
+export function unfinishedWipe(progress: Progress): string {
+  const last = [...progress.resetSent.values()].sort().at(-1);
+  return `reset sent to ${[...progress.resetSent.keys()].join(", ")} (last ${last}), ` +
+    `wipe not finished`;
+}
+
+/**
+ * Finishes a wipe an earlier run started. For each node, by what it answers now and when its
+ * reset was accepted (the journal):
+ * - etcd Preparing and started after the reset: wiped;
+ * - down, or booting since the reset: waited for until it is Preparing;
+ * - answering with an etcd that has not restarted since the reset (the reset did not take), or
+ *   no reset accepted at all: reset now;
+ * - etcd Running and started after the reset: bootstrapped or joined since, outside this
+ *   journal: refused before anything is sent.
+ */
+export async function finishWipe(ctx: Ctx, progress: Progress): Promise<void> {
   const nodes = ctx.opts.nodes;
-  // Reset again with the labels the first reset had (the pre-flight that found a dedicated
-  // ETCD partition does not run now).
-  for (const [node, labels] of readProgress(ctx.opts.out).resetLabels) {
+  const sent = progress.resetSent;
+  // The labels of the first reset (the pre-flight that finds an ETCD partition does not run).
+  for (const [node, labels] of progress.resetLabels) {
     if (!ctx.wipeLabels.has(node)) ctx.wipeLabels.set(node, labels);
   }
+  ctx.clusterState = `reset sent earlier to ${
+    [...sent.keys()].join(", ")
+  }: etcd is being destroyed; the copies in ${ctx.opts.out} are the only data`;
+  const now = ctx.deps.now();
   const looks = await Promise.all(nodes.map((n) => lookAtEtcd(ctx, n, "wipe")));
-  const again = nodes.filter((n, i) =>
-    !sent.has(n) || (looks[i].kind === "up" && looks[i].info.state !== "Preparing")
-  );
-  nodes.forEach((n, i) => {
-    const what = looks[i].kind === "up" && looks[i].info.state === "Preparing"
-      ? "wiped (etcd Preparing)"
-      : again.includes(n)
-      ? `etcd ${describe(looks[i])}: resetting it again`
-      : `${describe(looks[i])}: waiting for it to come back wiped`;
-    ctx.log.info(`${n}: reset sent ${sent.get(n) ?? "never (it failed)"}; now ${what}`);
+  const plans = nodes.map((node, i) => {
+    const look = looks[i];
+    const at = sent.get(node);
+    if (at === undefined) return { node, plan: "reset", why: "no reset accepted yet" } as const;
+    if (look.kind === "down") return { node, plan: "wait", at, why: describe(look) } as const;
+    const fresh = startedWithin(look.info, now - Date.parse(at));
+    const state = `etcd ${describe(look)}`;
+    if (!fresh) {
+      return { node, plan: "reset", why: `${state}, not restarted since its reset` } as const;
+    }
+    if (look.info.state === "Preparing") return { node, plan: "wiped", at, why: state } as const;
+    if (look.info.state === "Running") return { node, plan: "runs", at, why: state } as const;
+    return { node, plan: "wait", at, why: `${state}, booting since its reset` } as const;
   });
+  const running = plans.filter((p) => p.plan === "runs");
+  if (running.length > 0) {
+    throw new RefusedError(
+      `etcd runs on ${
+        running.map((p) => `"${p.node}"`).join(", ")
+      } and started after its reset: bootstrapped or joined since, which this journal does not record`,
+      {
+        hint: `if the restore went through, continue with ${
+          taskCommand("disarm", ctx.opts, ["--yes"])
+        } and rejoin; to wipe again, pass --force`,
+      },
+    );
+  }
+  for (const p of plans) {
+    const what = p.plan === "wiped"
+      ? "wiped"
+      : p.plan === "reset"
+      ? "resetting it (again)"
+      : "waiting for it to come back wiped";
+    ctx.log.info(`${p.node}: reset sent ${sent.get(p.node) ?? "never"}; ${p.why}: ${what}`);
+  }
+  const again = plans.filter((p) => p.plan === "reset").map((p) => p.node);
   const sentAt = ctx.deps.now();
   const results = await Promise.all(
     again.map((n) =>
@@ -227,24 +292,24 @@ export async function finishWipe(ctx: Ctx, sent: ReadonlyMap<string, string>): P
   );
   const failed = again.filter((_, i) => results[i].code !== 0);
   if (failed.length > 0) {
+    ctx.clusterState = `reset sent earlier to ${[...sent.keys()].join(", ")}; sent again to ${
+      again.join(", ")
+    } and FAILED on ${failed.join(", ")} (still holding the old etcd)`;
     throw new StepError(
-      `Reset failed again on ${failed.map((n) => `"${n}"`).join(", ")}: ${
-        tail(results[again.indexOf(failed[0])].stderr, 1)
+      `Reset failed on ${failed.map((n) => `"${n}"`).join(", ")}: ${
+        tail(results[again.indexOf(failed[0])].stderr, 1) ||
+        `exit ${results[again.indexOf(failed[0])].code}`
       }`,
       { hint: "fix the failing node, then run this again: resetting a wiped node is harmless" },
     );
   }
-  const wiped = (i: number) => looks[i].kind === "up" && looks[i].info.state === "Preparing";
   await allWiped(
     ctx,
-    nodes.map((node, i) => [
-      node,
-      // a node seen wiped just now is not waited for again
-      () =>
-        wiped(i) && !again.includes(node)
-          ? Promise.resolve()
-          : awaitWiped(ctx, node, sentAt, { resetEarlier: !again.includes(node) }),
+    plans.filter((p) => p.plan !== "wiped").map((p) => [
+      p.node,
+      () => awaitWiped(ctx, p.node, p.plan === "reset" ? sentAt : Date.parse(p.at)),
     ]),
+    plans.filter((p) => p.plan === "wiped").map((p) => p.node),
   );
   ctx.clusterState = `every node wiped (${
     nodes.join(", ")
@@ -255,8 +320,12 @@ export async function finishWipe(ctx: Ctx, sent: ReadonlyMap<string, string>): P
  * Runs every node's wait; when one fails, the cluster state names the nodes seen wiped and
  * those not (yet) seen wiped, rather than only that resets were sent.
  */
-async function allWiped(ctx: Ctx, waits: [string, () => Promise<void>][]): Promise<void> {
-  const seen: string[] = [];
+async function allWiped(
+  ctx: Ctx,
+  waits: [string, () => Promise<void>][],
+  seenAlready: string[] = [],
+): Promise<void> {
+  const seen: string[] = [...seenAlready];
   const results = await Promise.allSettled(waits.map(async ([node, wait]) => {
     await wait();
     seen.push(node);
@@ -274,16 +343,11 @@ async function allWiped(ctx: Ctx, waits: [string, () => Promise<void>][]): Promi
 }
 
 /**
- * Polls `node` until it went down and came back with etcd Preparing (empty, waiting). With
- * `resetEarlier` (a reset an earlier run sent), Preparing is enough: the reboot may be over.
+ * Polls `node` until it went down, or its etcd started after `sentAt` (its reset), and it is
+ * back with etcd Preparing (empty, waiting).
  */
-async function awaitWiped(
-  ctx: Ctx,
-  node: string,
-  sentAt: number,
-  options: { resetEarlier?: boolean } = {},
-): Promise<void> {
-  let wentDown = options.resetEarlier ?? false;
+async function awaitWiped(ctx: Ctx, node: string, sentAt: number): Promise<void> {
+  let wentDown = false;
   await poll(ctx, {
     what: `"${node}" to reboot wiped (etcd Preparing)`,
     intervalMs: SERVICE_POLL_MS,

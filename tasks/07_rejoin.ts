@@ -20,8 +20,7 @@ import { planSeed, seedOf } from "../lib/inspect.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
 import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "../lib/cluster.ts";
-import { Journal } from "../lib/journal.ts";
-import { readProgress } from "../lib/resume.ts";
+import { readProgress, rejoinedNodes } from "../lib/resume.ts";
 import { isLearnerRpc, memberForNode, parseMembers } from "../lib/parse.ts";
 import { poll } from "../lib/poll.ts";
 import {
@@ -107,11 +106,7 @@ function rejoinState(
 
 /** Nodes recorded as rejoined in OUT/journal.jsonl. */
 function rejoinedBefore(out: string): Set<string> {
-  return new Set(
-    Journal.readAll(out).flatMap((e) =>
-      e.type === "step" && e.event === "ok" && e.step.startsWith("rejoin:") ? [e.step.slice(7)] : []
-    ),
-  );
+  return rejoinedNodes(readProgress(out));
 }
 
 async function rejoinOne(

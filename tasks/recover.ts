@@ -25,12 +25,24 @@ import { readManifest } from "../lib/manifest.ts";
 import { formatMs } from "../lib/poll.ts";
 import { planSeed } from "../lib/inspect.ts";
 import { preflight } from "../lib/preflight.ts";
-import { describeProgress, type Progress, readProgress } from "../lib/resume.ts";
+import {
+  describeProgress,
+  type Progress,
+  readProgress,
+  sameNodesAsEarlier,
+} from "../lib/resume.ts";
 import { RefusedError } from "../lib/errors.ts";
 import { describe, lookAtEtcd } from "../lib/cluster.ts";
 import { extract, extractPlan } from "./01_extract.ts";
 import { statusPlan } from "./02_status.ts";
-import { checkBeforeWipe, finishWipe, wipe, wipePlan } from "./03_wipe.ts";
+import {
+  checkBeforeFinishing,
+  checkBeforeWipe,
+  finishWipe,
+  unfinishedWipe,
+  wipe,
+  wipePlan,
+} from "./03_wipe.ts";
 import { waitPlan, waitPreparing } from "./04_wait.ts";
 import { bootstrap, bootstrapPlan, verifiedSeedCopy } from "./05_bootstrap.ts";
 import { disarm, disarmPlan } from "./06_disarm.ts";
@@ -60,16 +72,23 @@ export const task: TaskDef = {
 export async function recover(ctx: Ctx): Promise<void> {
   const { nodes, out } = ctx.opts;
   const progress = readProgress(out);
-  if (progress.done.has("wipe") || progress.done.has("bootstrap")) {
-    if (!ctx.opts.force) return await resume(ctx, progress);
+  // What the journal records since the last reset: a restore (bootstrap done) goes on from
+  // disarm, a wipe that did not finish is finished, a finished one goes on from bootstrap.
+  const bootstrapped = progress.done.has("bootstrap");
+  const unfinished = progress.resetSent.size > 0;
+  if (bootstrapped || unfinished || progress.done.has("wipe")) {
+    if (!ctx.opts.force) {
+      return await (!bootstrapped && unfinished
+        ? resumeWipe(ctx, progress)
+        : resume(ctx, progress));
+    }
     ctx.log.warn(
       `${out}/journal.jsonl records ${
-        describeProgress(progress, ["wipe", "bootstrap", "disarm"])
+        unfinished && !bootstrapped
+          ? unfinishedWipe(progress)
+          : describeProgress(progress, ["wipe", "bootstrap", "disarm"])
       }: --force starts over and wipes again`,
     );
-  }
-  if (progress.resetSent.size > 0 && !progress.done.has("wipe") && !ctx.opts.force) {
-    return await resumeWipe(ctx, progress);
   }
   await step(ctx, "preflight", "Pre-flight checks", () => preflight(ctx, "preflight"));
   await step(
@@ -204,55 +223,17 @@ async function resume(ctx: Ctx, progress: Progress): Promise<void> {
   else await fromBootstrap(ctx, seed, file);
 }
 
-/** Refuses another `--nodes` than the copies in OUT were taken from: resuming a recovery. */
-function sameNodesAsEarlier(ctx: Ctx, found: string): void {
-  // The --nodes of the extraction (a node whose copy failed, passed over with --force, too).
-  const earlier = readManifest(ctx.opts.out)?.nodes ?? [];
-  const given = new Set(ctx.opts.nodes);
-  if (earlier.length > 0 && (earlier.length !== given.size || earlier.some((n) => !given.has(n)))) {
-    const list = ctx.opts.nodes.join(",");
-    throw new RefusedError(
-      `--nodes ${list} is not the node list of the earlier run in ${ctx.opts.out} ` +
-        `(${earlier.join(",")}), which records ${found}`,
-      {
-        hint: `resume that recovery with --nodes ${
-          earlier.join(",")
-        }; for another cluster, use a new --out`,
-      },
-    );
-  }
-}
-
 /**
  * A re-run after a wipe that did not finish (resets were accepted, then a node did not come
  * back in time, or the run was stopped): no pre-flight (a rebooting node does not answer it),
  * no new copies (the nodes are being wiped); the wipe is finished, then steps 4-8 follow.
  */
 async function resumeWipe(ctx: Ctx, progress: Progress): Promise<void> {
-  const sent = [...progress.resetSent.keys()];
-  const last = [...progress.resetSent.values()].sort().at(-1);
-  const found = `reset sent to ${sent.join(", ")} (last ${last}), wipe not finished`;
-  const seed = progress.seed ?? ctx.opts.seed;
-  const startOver = "to start over, pass --force or use a new --out";
-  if (!seed) {
-    throw new RefusedError(`${ctx.opts.out}/journal.jsonl records ${found} but no seed`, {
-      hint: `name the seed with --seed (the node with the highest revision); ${startOver}`,
-    });
-  }
-  if (ctx.opts.seed && ctx.opts.seed !== seed) {
-    throw new RefusedError(
-      `--seed ${ctx.opts.seed} differs from the seed of the earlier run, ${seed} (${found})`,
-      { hint: `resume with --seed ${seed}; ${startOver}` },
-    );
-  }
-  sameNodesAsEarlier(ctx, found);
+  const found = unfinishedWipe(progress);
+  const { seed, file } = await checkBeforeFinishing(ctx, progress, found);
   ctx.opts.seed = seed;
   ctx.log.step(`Resuming from ${ctx.opts.out}/journal.jsonl: ${found}`);
-  ctx.clusterState = `reset sent earlier to ${
-    sent.join(", ")
-  }: etcd is being destroyed; the copies in ${ctx.opts.out} are the only data`;
   ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
-  const file = await verifiedSeedCopy(ctx, seed);
   await confirm(
     ctx,
     `finish the wipe of ${ctx.opts.nodes.join(", ")} and restore etcd from ${seed} (${file})`,
@@ -263,7 +244,7 @@ async function resumeWipe(ctx: Ctx, progress: Progress): Promise<void> {
     ctx,
     "wipe",
     `Finishing the wipe of ${ctx.opts.nodes.length} nodes`,
-    () => finishWipe(ctx, progress.resetSent),
+    () => finishWipe(ctx, progress),
   );
   await fromBootstrap(ctx, seed, file);
 }

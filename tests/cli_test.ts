@@ -239,7 +239,15 @@ Deno.test("an --out holding someone else's files is refused with exit 2 naming t
     assert.deepEqual(readdirSync(out).sort(), ["notes.txt", "photos"], `${name} wrote there`);
     assert.equal(statSync(out).mode & 0o777, 0o755, `${name} changed the folder's mode`);
   }
-  // An OUT of an earlier run (a journal, a manifest) or a bare copy (db.NODE/) is ours.
+  // --help still answers there.
+  const help = fakeWorld([]);
+  assert.equal(await wipe(["--out", out, "--help"], help.deps), 0, help.stderr());
+  // An OUT of an earlier run (a journal, a manifest), a bare copy (db.NODE/), or the root of a
+  // fresh filesystem (lost+found) is fine.
+  const fresh = tempOut();
+  mkdirSync(join(fresh, "lost+found"), { recursive: true });
+  const onFresh = fakeWorld([]);
+  assert.equal(await wipe([...NODES_FLAG, "--out", fresh, "--dry-run"], onFresh.deps), 0);
   const copies = tempOut();
   mkdirSync(join(copies, `db.${SEED}`), { recursive: true });
   const w = fakeWorld([]);

@@ -230,12 +230,14 @@ export function fakeWorld(
     dbs?: Record<string, FakeDb>;
     /** Free bytes for any --out (default: what the real filesystem says). */
     freeBytes?: number;
+    /** Start of the virtual clock (default 2026-11-24T10:00:00Z), e.g. for a later re-run. */
+    clock?: string;
   } = {},
 ): FakeWorld {
   const replay = new Replay(recordings);
   const out: string[] = [];
   const err: string[] = [];
-  let clock = Date.parse("2026-11-24T10:00:00Z");
+  let clock = Date.parse(options.clock ?? "2026-11-24T10:00:00Z");
   let slept = 0;
   const answers = [...(options.answers ?? [])];
   const interrupts = new AbortController();

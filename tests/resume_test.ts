@@ -160,6 +160,12 @@ const [N10, , N12] = NODES;
 const repeat = (r: Recording, n: number) =>
   Array.from({ length: n }, () => ({ ...r, optional: true }));
 
+/**
+ * A re-run 2m30s after the first run's resets (10:00): the fixtures' Preparing (started 1m27s
+ * ago) then started after them, and Running (3m2s ago) before them.
+ */
+const LATER = "2026-11-24T10:02:30Z";
+
 /** A recover whose resets were all accepted, then .12 never rebooted (its reset did not take). */
 async function unfinishedWipe(out: string, etcdPartitionOn12 = false): Promise<void> {
   const preflight = preflightRecs().map((r) =>
@@ -202,7 +208,7 @@ Deno.test("a wipe that did not finish is finished on the re-run: no pre-flight, 
     ...disarmRecs(),
     ...rejoinRecs(),
     ...verifyRecs(),
-  ]);
+  ], { clock: LATER });
   const code = await recover(ARGS(out), second.deps);
   assert.equal(code, 0, second.stderr());
   second.replay.assertDone();
@@ -212,12 +218,12 @@ Deno.test("a wipe that did not finish is finished on the re-run: no pre-flight, 
   );
   assert.match(
     second.stderr(),
-    /192\.168\.53\.12: reset sent .*; now etcd Running .*: resetting it again/,
+    /192\.168\.53\.12: reset sent .*; etcd Running .*, not restarted since its reset: resetting it \(again\)/,
   );
-  assert.match(second.stderr(), /192\.168\.53\.10: reset sent .*; now wiped \(etcd Preparing\)/);
+  assert.match(second.stderr(), /192\.168\.53\.10: reset sent .*; etcd Preparing .*: wiped\n/);
   assert.match(
     second.stderr(),
-    /192\.168\.53\.11: reset sent .*; now down .*: waiting for it to come back wiped/,
+    /192\.168\.53\.11: reset sent .*; down .*: waiting for it to come back wiped/,
   );
   assert.deepEqual(second.replay.callsMatching(/ version$| cp /), [], "no pre-flight, no copies");
   assert.deepEqual(second.replay.callsMatching(/ reset /).length, 1, "only .12 is reset again");
@@ -232,7 +238,7 @@ Deno.test("wipe run again after a wipe that did not finish finishes it, without 
     rec.service(SEED, "service-etcd.preparing.txt"),
     rec.refused(N12), // rebooting at last; the two seen wiped are not asked again
     rec.service(N12, "service-etcd.preparing.txt"),
-  ]);
+  ], { clock: LATER });
   const code = await wipe([...NODES_FLAG, "--out", out, "--yes"], w.deps);
   assert.equal(code, 0, w.stderr());
   w.replay.assertDone();
@@ -263,7 +269,7 @@ Deno.test("a node reset again on the re-run keeps its --system-labels-to-wipe ET
     resetWithEtcd(N12),
     rec.refused(N12),
     rec.service(N12, "service-etcd.preparing.txt"),
-  ]);
+  ], { clock: LATER });
   assert.equal(await wipe([...NODES_FLAG, "--out", out, "--yes"], w.deps), 0, w.stderr());
   w.replay.assertDone();
 });
@@ -297,4 +303,90 @@ Deno.test("resume accepts the extraction's --nodes even when a node's copy faile
     /not yet bootstrapped, but its etcd is Running/,
     "it got to the live check",
   );
+});
+
+Deno.test("finishing a wipe is refused once the journal records a bootstrap since, and for another cluster's --nodes", async () => {
+  const out = tempOut();
+  await unfinishedWipe(out);
+  // Another cluster's nodes on this OUT: nothing is reset.
+  const other = fakeWorld([], { clock: LATER });
+  const code = await wipe(["--nodes", "192.168.53.20", "--out", out, "--yes"], other.deps);
+  assert.equal(code, 2, other.stderr());
+  assert.deepEqual(other.replay.calls, []);
+  assert.match(other.stderr(), /--nodes 192\.168\.53\.20 is not the node list of the earlier run/);
+
+  // The operator bootstrapped the seed by hand (deno task bootstrap): wipe never resets it.
+  appendFileSync(
+    join(out, "journal.jsonl"),
+    JSON.stringify({
+      ts: "2026-11-24T10:02:00.000Z",
+      task: "bootstrap",
+      type: "step",
+      step: "bootstrap",
+      event: "ok",
+    }) + "\n",
+  );
+  const w = fakeWorld([], { clock: LATER });
+  assert.equal(await wipe([...NODES_FLAG, "--out", out, "--yes"], w.deps), 2, w.stderr());
+  assert.deepEqual(w.replay.calls, [], "no pre-flight, no reset");
+  assert.match(w.stderr(), /Refusing to wipe: .*records a bootstrap that succeeded/);
+});
+
+Deno.test("finishing a wipe refuses a node whose etcd runs and started after its reset (bootstrapped outside the journal)", async () => {
+  const out = tempOut();
+  await unfinishedWipe(out);
+  // 5 minutes on: the seed's etcd (Running, started 3m2s ago) started after the resets.
+  const w = fakeWorld([
+    rec.service(N10, "service-etcd.preparing.txt"),
+    rec.service(SEED, "service-etcd.running-ok.txt"),
+    rec.service(N12, "service-etcd.preparing.txt"),
+  ], { clock: "2026-11-24T10:05:00Z" });
+  assert.equal(await recover(ARGS(out), w.deps), 2, w.stderr());
+  w.replay.assertDone();
+  assert.deepEqual(w.replay.callsMatching(/ reset | bootstrap /), []);
+  assert.match(
+    w.stderr(),
+    /etcd runs on "192\.168\.53\.11" and started after its reset: bootstrapped or joined since/,
+  );
+});
+
+Deno.test("a forced restart whose reset failed on one node is finished by the command to continue, not bootstrapped over", async () => {
+  const out = tempOut();
+  const first = fakeWorld(fullRecoveryRecs(out));
+  assert.equal(await recover(ARGS(out), first.deps), 0, first.stderr());
+  // The operator starts over (--force); the reset fails on .12.
+  const forced = fakeWorld([
+    ...preflightRecs(),
+    ...statusRecs(out),
+    ...brokenClusterRecs(),
+    rec.reset(N10),
+    rec.reset(SEED),
+    rec.reset(N12, { stdout: "", stderr: "rpc error: code = Unavailable", code: 1 }),
+  ]);
+  assert.equal(await recover([...ARGS(out), "--force"], forced.deps), 1, forced.stderr());
+  assert.match(forced.stderr(), /to continue: deno task recover .* --yes/);
+
+  // The command to continue: the wipe is finished (.12 reset now), then every step again,
+  // both other nodes rejoined (the earlier recovery's rejoins no longer count).
+  const again = fakeWorld([
+    rec.service(N10, "service-etcd.preparing.txt"),
+    rec.service(SEED, "service-etcd.preparing.txt"),
+    rec.service(N12, "service-etcd.running-ok.txt"),
+    rec.reset(N12),
+    rec.refused(N12),
+    rec.service(N12, "service-etcd.preparing.txt"),
+    ...waitRecs(),
+    ...bootstrapRecs(out),
+    ...disarmRecs(),
+    ...rejoinRecs(),
+    ...verifyRecs(),
+  ], { clock: LATER });
+  assert.equal(await recover(ARGS(out), again.deps), 0, again.stderr());
+  again.replay.assertDone();
+  assert.match(again.stderr(), /wipe not finished/);
+  assert.match(
+    again.stderr(),
+    /192\.168\.53\.12: reset sent never; no reset accepted yet: resetting it/,
+  );
+  assert.deepEqual(again.replay.callsMatching(/ reboot /).length, 2, "both others rejoin again");
 });
