@@ -22,7 +22,7 @@ export interface Progress {
   resetLabels: Map<string, string[]>;
 }
 
-/** Steps whose success an accepted reset undoes. */
+/** Steps whose success an accepted reset of the seed undoes. */
 const AFTER_WIPE = /^(wipe|wait|bootstrap|disarm|verify|rejoin:.*)$/;
 
 /** Nodes recorded as rejoined since the last wipe began. */
@@ -44,8 +44,13 @@ export function readProgress(out: string): Progress {
       if (labels.length > 0) resetLabels.set(e.node, labels);
       if (e.exitCode === 0) {
         resetSent.set(e.node, e.ts);
-        // A new wipe: what was done after an earlier one no longer holds.
-        for (const step of done.keys()) if (AFTER_WIPE.test(step)) done.delete(step);
+        // A new wipe began: this node has to rejoin again; and once the seed itself is reset,
+        // the restore is gone too (a partial wipe of other nodes leaves it standing).
+        done.delete("wipe");
+        done.delete(`rejoin:${e.node}`);
+        if (e.node === seed) {
+          for (const step of done.keys()) if (AFTER_WIPE.test(step)) done.delete(step);
+        }
       }
     }
   }

@@ -12,11 +12,12 @@
 
 import { type Ctx, SKIPPED, step } from "../lib/context.ts";
 import type { Deps } from "../lib/deps.ts";
-import { StepError } from "../lib/errors.ts";
+import { RefusedError, StepError } from "../lib/errors.ts";
 import { planSeed, seedOf } from "../lib/inspect.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
 import { parseAlarms } from "../lib/parse.ts";
+import { readProgress } from "../lib/resume.ts";
 import { shellLine, sub, talosArgv, talosOk } from "../lib/talosctl.ts";
 
 export const task: TaskDef = {
@@ -38,6 +39,21 @@ export async function disarm(ctx: Ctx, seed: string): Promise<typeof SKIPPED | v
     return SKIPPED;
   }
   for (const a of before) ctx.log.info(`armed: ${a.alarm} on member ${a.member}`);
+  const disarmedAt = readProgress(ctx.opts.out).done.get("disarm");
+  if (disarmedAt) {
+    // The restored alarm was cleared at that time: an alarm now is a new one (the cluster
+    // broke again, or never healed), not the one that came back inside the copy.
+    throw new RefusedError(
+      `${
+        before.map((a) => a.alarm).join(", ")
+      } is armed again on ${seed}, after the alarms of this recovery were cleared (${disarmedAt}): not disarming it`,
+      {
+        hint: `find out why before clearing it by hand; for a new incident, start over with ${
+          taskCommand("recover", ctx.opts)
+        } and a new --out`,
+      },
+    );
+  }
   await confirm(ctx, `disarm ${before.length} alarm(s) on ${seed}`, () => disarmPlan(ctx));
   await talosOk(ctx, seed, sub.alarmDisarm(), { step: "disarm", mutating: true });
   const after = parseAlarms(await talosOk(ctx, seed, sub.alarmList(), { step: "disarm" }));

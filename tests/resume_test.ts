@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readProgress, rejoinedNodes } from "../lib/resume.ts";
 import { join } from "node:path";
 import { main as recover } from "../tasks/recover.ts";
 import { main as wipe } from "../tasks/03_wipe.ts";
@@ -21,6 +22,7 @@ import {
   rejoinRecs,
   SEED,
   statusRecs,
+  T,
   tempOut,
   verifyRecs,
   VIP,
@@ -389,4 +391,78 @@ Deno.test("a forced restart whose reset failed on one node is finished by the co
     /192\.168\.53\.12: reset sent never; no reset accepted yet: resetting it/,
   );
   assert.deepEqual(again.replay.callsMatching(/ reboot /).length, 2, "both others rejoin again");
+});
+
+Deno.test("readProgress: a reset of another node keeps the restore; a reset of the seed ends it", () => {
+  const out = tempOut();
+  mkdirSync(out, { recursive: true });
+  const at = (m: number) => `2026-11-24T10:${String(m).padStart(2, "0")}:00.000Z`;
+  const step = (m: number, name: string) => ({
+    ts: at(m),
+    task: "recover",
+    type: "step",
+    step: name,
+    event: "ok",
+  });
+  const reset = (m: number, node: string, exitCode = 0) => ({
+    ts: at(m),
+    task: "wipe",
+    type: "call",
+    step: "wipe",
+    node,
+    command: `${T(node, "reset", "--system-labels-to-wipe", "EPHEMERAL", "--graceful=false")}`,
+    mutating: true,
+    exitCode,
+    durationMs: 10,
+    stdout: "",
+    stderr: "",
+  });
+  const write = (entries: object[]) =>
+    appendFileSync(
+      join(out, "journal.jsonl"),
+      entries.map((e) => JSON.stringify(e) + "\n").join(""),
+    );
+  write([
+    { ts: at(0), task: "recover", type: "fact", key: "seed", value: SEED },
+    ...NODES.map((n) => reset(1, n)),
+    step(2, "wipe"),
+    step(3, "bootstrap"),
+    step(4, "disarm"),
+    step(5, `rejoin:${N10}`),
+    step(6, `rejoin:${N12}`),
+  ]);
+  let p = readProgress(out);
+  assert.deepEqual([...p.resetSent.keys()], [], "a finished wipe leaves nothing to finish");
+  assert.deepEqual([...rejoinedNodes(p)].sort(), [N10, N12]);
+
+  write([reset(7, N12), reset(7, N10, 1)]); // wipe --nodes .12 (a failed call counts for nothing)
+  p = readProgress(out);
+  assert.deepEqual([...p.resetSent.keys()], [N12]);
+  assert.ok(p.done.has("bootstrap") && p.done.has("disarm"), "the seed's restore still stands");
+  assert.deepEqual([...rejoinedNodes(p)], [N10], ".12 has to rejoin again");
+  assert.equal(p.done.has("wipe"), false);
+
+  write([reset(8, SEED)]);
+  p = readProgress(out);
+  assert.deepEqual([...p.done.keys()], [], "the seed was reset: nothing after the wipe holds");
+  assert.deepEqual([...p.resetSent.keys()].sort(), [SEED, N12].sort());
+});
+
+Deno.test("disarm refuses an alarm armed again after this recovery cleared its own: a new incident", async () => {
+  const out = tempOut();
+  const first = fakeWorld(fullRecoveryRecs(out));
+  assert.equal(await recover(ARGS(out), first.deps), 0, first.stderr());
+  // Later, the cluster is corrupt again; someone re-runs recover on the same OUT.
+  const w = fakeWorld([
+    rec.service(SEED, "service-etcd.running-ok.txt"),
+    rec.alarms(SEED, "etcd-alarm-list.corrupt.txt"),
+  ]);
+  assert.equal(await recover(ARGS(out), w.deps), 2, w.stderr());
+  w.replay.assertDone();
+  assert.deepEqual(w.replay.callsMatching(/ disarm$/), []);
+  assert.match(
+    w.stderr(),
+    /CORRUPT is armed again on 192\.168\.53\.11, after the alarms of this recovery were cleared/,
+  );
+  assert.match(w.stderr(), /a new --out/);
 });
