@@ -80,3 +80,25 @@ export function sameNodesAsEarlier(ctx: Ctx, found: string): void {
     );
   }
 }
+
+/**
+ * The checks of every resume (`found` says what the journal holds): the recovery's own
+ * --nodes, and the seed the earlier run recorded (another --seed is refused). Returns the seed.
+ */
+export function resumedSeed(ctx: Ctx, progress: Progress, found: string): string {
+  const seed = progress.seed ?? ctx.opts.seed;
+  const startOver = "to start over (wiping again), pass --force or use a new --out";
+  if (!seed) {
+    throw new RefusedError(`${ctx.opts.out}/journal.jsonl records ${found} but no seed`, {
+      hint: `name it with --seed (the node with the highest revision); ${startOver}`,
+    });
+  }
+  if (ctx.opts.seed && ctx.opts.seed !== seed) {
+    throw new RefusedError(
+      `--seed ${ctx.opts.seed} differs from the seed of the earlier run, ${seed} (${found})`,
+      { hint: `resume with --seed ${seed}; ${startOver}` },
+    );
+  }
+  sameNodesAsEarlier(ctx, found);
+  return seed;
+}

@@ -10,9 +10,10 @@
  *           majority: then wipe and recover refuse it without --force.
  * Changes:  nothing.
  * Output:   a table on stderr for people; the seed's address alone on stdout (or --json), so
- *           `SEED=$(deno task status …)` works.
+ *           `SEED=$(deno task status …)` works. While a copy is unusable: no seed, exit 2
+ *           (it might hold the newest data); --force names the best readable copy.
  * Raw:      etcdutl snapshot status ./etcd-recovery/db.192.168.53.10/db -w json
- * Usage:    deno task status [--nodes A,B,C] [--out DIR] [--seed N] [--json]
+ * Usage:    deno task status [--nodes A,B,C] [--out DIR] [--seed N] [--json] [--force]
  */
 
 import { type Ctx, step } from "../lib/context.ts";
@@ -31,7 +32,7 @@ import { readProgress } from "../lib/resume.ts";
 export const task: TaskDef = {
   name: "status",
   summary: "read every copy in OUT and name the seed (highest revision); changes nothing",
-  usage: "  deno task status [--nodes A,B,C] [--out DIR] [--json]",
+  usage: "  deno task status [--nodes A,B,C] [--out DIR] [--json] [--force]",
   parse: { nodesOptional: true },
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, statusPlan(ctx));

@@ -40,7 +40,7 @@ import {
   untilPlan,
 } from "../lib/talosctl.ts";
 import { tail } from "../lib/parse.ts";
-import { type Progress, readProgress, sameNodesAsEarlier } from "../lib/resume.ts";
+import { type Progress, readProgress, resumedSeed } from "../lib/resume.ts";
 import { readManifest } from "../lib/manifest.ts";
 import { preflight } from "../lib/preflight.ts";
 import { statusTable } from "./02_status.ts";
@@ -160,35 +160,14 @@ export async function wipe(ctx: Ctx): Promise<void> {
     nodes.join(", ")
   }: etcd is being destroyed; the copies in ${ctx.opts.out} are the only data`;
   ctx.continueWith = taskCommand("wipe", ctx.opts, ["--yes"]);
-  const results = await Promise.all(
-    nodes.map((n) =>
-      talos(ctx, n, sub.reset(ctx.wipeLabels.get(n)), { step: "wipe", mutating: true })
-    ),
-  );
-  const failed = nodes.filter((_, i) => results[i].code !== 0);
-  if (failed.length > 0) {
+  await sendResets(ctx, nodes, (failed) => {
     const done = nodes.filter((n) => !failed.includes(n));
-    ctx.clusterState = `reset accepted by ${done.join(", ") || "no node"}; FAILED on ${
+    return `reset accepted by ${done.join(", ") || "no node"}; FAILED on ${
       failed.join(", ")
     } (still holding the old etcd)`;
-    throw new StepError(
-      `Reset failed on ${
-        failed.map((n) =>
-          `"${n}": ${
-            tail(results[nodes.indexOf(n)].stderr, 1) || `exit ${results[nodes.indexOf(n)].code}`
-          }`
-        ).join("; ")
-      }`,
-      {
-        hint:
-          "fix the failing node and run wipe again: resetting an already wiped node again is harmless",
-      },
-    );
-  }
+  });
   await allWiped(ctx, nodes.map((node) => [node, () => awaitWiped(ctx, node, sentAt)]));
-  ctx.clusterState = `every node wiped (${
-    nodes.join(", ")
-  }): etcd is empty and waiting for bootstrap; the copies in ${ctx.opts.out} are the only data`;
+  ctx.clusterState = everyNodeWiped(ctx);
   ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--yes"]);
 }
 
@@ -202,20 +181,7 @@ export async function checkBeforeFinishing(
   progress: Progress,
   found: string,
 ): Promise<{ seed: string; file: string }> {
-  sameNodesAsEarlier(ctx, found);
-  const seed = progress.seed ?? ctx.opts.seed;
-  const startOver = "to start over, pass --force or use a new --out";
-  if (!seed) {
-    throw new RefusedError(`${ctx.opts.out}/journal.jsonl records ${found} but no seed`, {
-      hint: `name the seed with --seed (the node with the highest revision); ${startOver}`,
-    });
-  }
-  if (ctx.opts.seed && ctx.opts.seed !== seed) {
-    throw new RefusedError(
-      `--seed ${ctx.opts.seed} differs from the seed of the earlier run, ${seed} (${found})`,
-      { hint: `resume with --seed ${seed}; ${startOver}` },
-    );
-  }
+  const seed = resumedSeed(ctx, progress, found);
   return { seed, file: await verifiedSeedCopy(ctx, seed) };
 }
 
@@ -285,24 +251,14 @@ export async function finishWipe(ctx: Ctx, progress: Progress): Promise<void> {
   }
   const again = plans.filter((p) => p.plan === "reset").map((p) => p.node);
   const sentAt = ctx.deps.now();
-  const results = await Promise.all(
-    again.map((n) =>
-      talos(ctx, n, sub.reset(ctx.wipeLabels.get(n)), { step: "wipe", mutating: true })
-    ),
+  await sendResets(
+    ctx,
+    again,
+    (failed) =>
+      `reset sent earlier to ${[...sent.keys()].join(", ")}; sent again to ${
+        again.join(", ")
+      } and FAILED on ${failed.join(", ")} (still holding the old etcd)`,
   );
-  const failed = again.filter((_, i) => results[i].code !== 0);
-  if (failed.length > 0) {
-    ctx.clusterState = `reset sent earlier to ${[...sent.keys()].join(", ")}; sent again to ${
-      again.join(", ")
-    } and FAILED on ${failed.join(", ")} (still holding the old etcd)`;
-    throw new StepError(
-      `Reset failed on ${failed.map((n) => `"${n}"`).join(", ")}: ${
-        tail(results[again.indexOf(failed[0])].stderr, 1) ||
-        `exit ${results[again.indexOf(failed[0])].code}`
-      }`,
-      { hint: "fix the failing node, then run this again: resetting a wiped node is harmless" },
-    );
-  }
   await allWiped(
     ctx,
     plans.filter((p) => p.plan !== "wiped").map((p) => [
@@ -311,8 +267,41 @@ export async function finishWipe(ctx: Ctx, progress: Progress): Promise<void> {
     ]),
     plans.filter((p) => p.plan === "wiped").map((p) => p.node),
   );
-  ctx.clusterState = `every node wiped (${
-    nodes.join(", ")
+  ctx.clusterState = everyNodeWiped(ctx);
+}
+
+/**
+ * Resets `nodes` at once, each with its labels; when any reset is refused, the cluster state
+ * becomes `failedState(failed)` and the step fails naming each failed node and why.
+ */
+async function sendResets(
+  ctx: Ctx,
+  nodes: string[],
+  failedState: (failed: string[]) => string,
+): Promise<void> {
+  const results = await Promise.all(
+    nodes.map((n) =>
+      talos(ctx, n, sub.reset(ctx.wipeLabels.get(n)), { step: "wipe", mutating: true })
+    ),
+  );
+  const failed = nodes.filter((_, i) => results[i].code !== 0);
+  if (failed.length === 0) return;
+  ctx.clusterState = failedState(failed);
+  const why = (n: string) => {
+    const r = results[nodes.indexOf(n)];
+    return tail(r.stderr, 1) || `exit ${r.code}`;
+  };
+  throw new StepError(
+    `Reset failed on ${failed.map((n) => `"${n}": ${why(n)}`).join("; ")}`,
+    {
+      hint: "fix the failing node and run this again: resetting an already wiped node is harmless",
+    },
+  );
+}
+
+function everyNodeWiped(ctx: Ctx): string {
+  return `every node wiped (${
+    ctx.opts.nodes.join(", ")
   }): etcd is empty and waiting for bootstrap; the copies in ${ctx.opts.out} are the only data`;
 }
 

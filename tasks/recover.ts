@@ -25,12 +25,7 @@ import { readManifest } from "../lib/manifest.ts";
 import { formatMs } from "../lib/poll.ts";
 import { planSeed } from "../lib/inspect.ts";
 import { preflight } from "../lib/preflight.ts";
-import {
-  describeProgress,
-  type Progress,
-  readProgress,
-  sameNodesAsEarlier,
-} from "../lib/resume.ts";
+import { describeProgress, type Progress, readProgress, resumedSeed } from "../lib/resume.ts";
 import { RefusedError } from "../lib/errors.ts";
 import { describe, lookAtEtcd } from "../lib/cluster.ts";
 import { extract, extractPlan } from "./01_extract.ts";
@@ -167,23 +162,9 @@ async function fromDisarm(ctx: Ctx, seed: string): Promise<void> {
  * etcd first and says what it found; a live state that contradicts the journal is refused.
  */
 async function resume(ctx: Ctx, progress: Progress): Promise<void> {
-  const seed = progress.seed ?? ctx.opts.seed;
   const found = describeProgress(progress, ["wipe", "bootstrap", "disarm"]);
   const startOver = "to start over (wiping again), pass --force or use a new --out";
-  if (!seed) {
-    throw new RefusedError(`${ctx.opts.out}/journal.jsonl records ${found} but no seed`, {
-      hint: startOver,
-    });
-  }
-  if (ctx.opts.seed && ctx.opts.seed !== seed) {
-    throw new RefusedError(
-      `--seed ${ctx.opts.seed} differs from the seed of the earlier run, ${seed} (${found})`,
-      {
-        hint: `resume with --seed ${seed}; ${startOver}`,
-      },
-    );
-  }
-  sameNodesAsEarlier(ctx, found);
+  const seed = resumedSeed(ctx, progress, found);
   ctx.opts.seed = seed;
   ctx.log.step(`Resuming from ${ctx.opts.out}/journal.jsonl: ${found}`);
   const look = await lookAtEtcd(ctx, seed, "resume");

@@ -7,9 +7,8 @@ import { main as wipe } from "../tasks/03_wipe.ts";
 import { type FakeWorld, fakeWorld } from "./replay.ts";
 import type { Recording } from "./replay.ts";
 import {
-  bootstrapRecs,
+  afterWipeRecs,
   brokenClusterRecs,
-  disarmRecs,
   extractRecs,
   fullRecoveryRecs,
   interruptedAtBootstrap,
@@ -19,14 +18,12 @@ import {
   preflightRecs,
   rec,
   recordSeed,
-  rejoinRecs,
   SEED,
   statusRecs,
   T,
   tempOut,
   verifyRecs,
   VIP,
-  waitRecs,
 } from "./scenario.ts";
 
 const ARGS = (out: string) => [...NODES_FLAG, "--vip", VIP, "--out", out, "--yes"];
@@ -61,11 +58,7 @@ Deno.test("re-running recover after the wipe resumes at bootstrap and never wipe
   await interruptedRun(out);
   const second = fakeWorld([
     rec.service(SEED, "service-etcd.preparing.txt"), // resume looks at the seed
-    ...waitRecs(),
-    ...bootstrapRecs(out),
-    ...disarmRecs(),
-    ...rejoinRecs(),
-    ...verifyRecs(),
+    ...afterWipeRecs(out),
   ]);
   const code = await recover(ARGS(out), second.deps);
   assert.equal(code, 0, second.stderr());
@@ -205,11 +198,7 @@ Deno.test("a wipe that did not finish is finished on the re-run: no pre-flight, 
     rec.service(SEED, "service-etcd.preparing.txt"),
     rec.refused(N12),
     rec.service(N12, "service-etcd.preparing.txt"),
-    ...waitRecs(),
-    ...bootstrapRecs(out),
-    ...disarmRecs(),
-    ...rejoinRecs(),
-    ...verifyRecs(),
+    ...afterWipeRecs(out),
   ], { clock: LATER });
   const code = await recover(ARGS(out), second.deps);
   assert.equal(code, 0, second.stderr());
@@ -377,11 +366,7 @@ Deno.test("a forced restart whose reset failed on one node is finished by the co
     rec.reset(N12),
     rec.refused(N12),
     rec.service(N12, "service-etcd.preparing.txt"),
-    ...waitRecs(),
-    ...bootstrapRecs(out),
-    ...disarmRecs(),
-    ...rejoinRecs(),
-    ...verifyRecs(),
+    ...afterWipeRecs(out),
   ], { clock: LATER });
   assert.equal(await recover(ARGS(out), again.deps), 0, again.stderr());
   again.replay.assertDone();
@@ -465,4 +450,47 @@ Deno.test("disarm refuses an alarm armed again after this recovery cleared its o
     /CORRUPT is armed again on 192\.168\.53\.11, after the alarms of this recovery were cleared/,
   );
   assert.match(w.stderr(), /a new --out/);
+});
+
+Deno.test("a resume, or finishing a wipe, refuses another --seed than the earlier run's; nothing is called", async () => {
+  const out = tempOut();
+  await interruptedRun(out);
+  const w = fakeWorld([]);
+  assert.equal(await recover([...ARGS(out), "--seed", N10], w.deps), 2, w.stderr());
+  assert.deepEqual(w.replay.calls, []);
+  assert.match(
+    w.stderr(),
+    /--seed 192\.168\.53\.10 differs from the seed of the earlier run, 192\.168\.53\.11/,
+  );
+
+  const unfinished = tempOut();
+  await unfinishedWipe(unfinished);
+  const wiping = fakeWorld([], { clock: LATER });
+  const args = [...NODES_FLAG, "--out", unfinished, "--seed", N10, "--yes"];
+  assert.equal(await wipe(args, wiping.deps), 2, wiping.stderr());
+  assert.deepEqual(wiping.replay.calls, []);
+  assert.match(wiping.stderr(), /differs from the seed of the earlier run/);
+});
+
+Deno.test("finishing a wipe: a reset refused again fails with exit 1, naming the node and the state", async () => {
+  const out = tempOut();
+  await unfinishedWipe(out);
+  const w = fakeWorld([
+    rec.service(N10, "service-etcd.preparing.txt"),
+    rec.service(SEED, "service-etcd.preparing.txt"),
+    rec.service(N12, "service-etcd.running-ok.txt"),
+    rec.reset(N12, {
+      stdout: "",
+      stderr: "rpc error: code = Unavailable desc = connection refused",
+      code: 1,
+    }),
+  ], { clock: LATER });
+  assert.equal(await wipe([...NODES_FLAG, "--out", out, "--yes"], w.deps), 1, w.stderr());
+  w.replay.assertDone();
+  assert.match(w.stderr(), /Reset failed on "192\.168\.53\.12": rpc error: code = Unavailable/);
+  assert.match(
+    w.stderr(),
+    /cluster state: reset sent earlier to .*; sent again to 192\.168\.53\.12 and FAILED on 192\.168\.53\.12 \(still holding the old etcd\)/,
+  );
+  assert.match(w.stderr(), /to continue: deno task wipe .*--yes/);
 });

@@ -207,6 +207,14 @@ export const verifyRecs = (seed = SEED, nodes = NODES, vipHolder = SEED) => [
   rec.kubectlAbsent(),
   rec.kubectlAbsent(),
 ];
+/** Steps 4-8 of a recovery once every node is wiped: wait, bootstrap, disarm, rejoin, verify. */
+export const afterWipeRecs = (out: string) => [
+  ...waitRecs(),
+  ...bootstrapRecs(out),
+  ...disarmRecs(),
+  ...rejoinRecs(),
+  ...verifyRecs(),
+];
 /** A whole recovery of the example cluster, from pre-flight to verify. */
 export const fullRecoveryRecs = (out: string) => [
   ...preflightRecs(),
@@ -214,11 +222,7 @@ export const fullRecoveryRecs = (out: string) => [
   ...statusRecs(out),
   ...brokenClusterRecs(),
   ...wipeRecs(),
-  ...waitRecs(),
-  ...bootstrapRecs(out),
-  ...disarmRecs(),
-  ...rejoinRecs(),
-  ...verifyRecs(),
+  ...afterWipeRecs(out),
 ];
 /** A recovery interrupted (Ctrl-C) while bootstrap answers "not available yet". */
 export const interruptedAtBootstrap = (out: string, interrupt: () => void) => {
