@@ -5,6 +5,8 @@
  */
 
 import type { Ctx } from "./context.ts";
+import { planScript } from "./plan.ts";
+import { talosBase } from "./talosctl.ts";
 import { DeclinedError, InterruptedError, RecoveryError } from "./errors.ts";
 
 /** Not a failure: the plan was printed instead of running (exit 0). */
@@ -12,9 +14,9 @@ export class PlanPrinted extends RecoveryError {
   override exitCode = 0;
 }
 
-/** Prints `lines` as a bash script on stdout. */
+/** Prints `lines` as a bash script on stdout, the helpers they call at its top. */
 export function printPlan(ctx: Ctx, lines: string[]): void {
-  ctx.deps.stdout(["#!/usr/bin/env bash", "set -euo pipefail", ...lines].join("\n") + "\n");
+  ctx.deps.stdout(planScript(talosBase(ctx), lines));
 }
 
 /**

@@ -199,11 +199,12 @@ export function isUnreachable(stderr: string): boolean {
     .test(stderr);
 }
 
-/** Bootstrap answers that mean "ask again in a moment". */
+/** Bootstrap answers that mean "ask again in a moment" (an ERE: the printed plan greps it). */
+export const BOOTSTRAP_NOT_READY =
+  "bootstrap is not available yet|time is not in sync yet|not ready for recovery yet";
+
 export function isBootstrapNotReady(stderr: string): boolean {
-  return /bootstrap is not available yet|time is not in sync yet|not ready for recovery yet/.test(
-    stderr,
-  );
+  return new RegExp(BOOTSTRAP_NOT_READY).test(stderr);
 }
 
 export function isDataDirNotEmpty(stderr: string): boolean {

@@ -48,10 +48,15 @@ export interface RunResult {
   timedOut: boolean;
 }
 
+/** talosctl and the flags of every call (`--talosconfig`), before `-e N -n N`. */
+export function talosBase(ctx: Ctx): string[] {
+  const tc = ctx.opts.talosconfig ? ["--talosconfig", ctx.opts.talosconfig] : [];
+  return [ctx.opts.talosctl, ...tc];
+}
+
 /** The full argv of a talosctl call against `node`. */
 export function talosArgv(ctx: Ctx, node: string, args: string[]): string[] {
-  const tc = ctx.opts.talosconfig ? ["--talosconfig", ctx.opts.talosconfig] : [];
-  return [ctx.opts.talosctl, ...tc, "-e", node, "-n", node, ...args];
+  return [...talosBase(ctx), "-e", node, "-n", node, ...args];
 }
 
 /** argv as one shell line, quoted exactly as the shell will see it. */
@@ -188,27 +193,4 @@ export function commandFailure(
     r.stderr,
     { hint },
   );
-}
-
-/** Bash that runs `lines` at once and fails if any of them failed. */
-export function parallelPlan(lines: string[]): string[] {
-  return [
-    "pids=()",
-    ...lines.map((l) => `${l} & pids+=($!)`),
-    'for pid in "${pids[@]}"; do wait "$pid"; done',
-  ];
-}
-
-/**
- * Bash that re-checks `condition` every 5 s until it holds, and fails after `seconds`
- * saying what it waited for. `condition` may `exit 1` itself on a state that will not pass.
- */
-export function untilPlan(condition: string, what: string, seconds: number): string {
-  const give = shellWord(`timed out after ${seconds}s waiting for ${what}`);
-  return `deadline=$((SECONDS + ${seconds})); until ${condition}; do [ "$SECONDS" -lt "$deadline" ] || { echo ${give} >&2; exit 1; }; sleep 5; done`;
-}
-
-/** Bash condition: `talosctl service etcd` on the node shows `field` equal to `value`. */
-export function serviceIsPlan(serviceCmd: string, field: string, value: string): string {
-  return `${serviceCmd} 2>/dev/null | grep -Eq '^${field} +${value}'`;
 }

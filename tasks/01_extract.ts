@@ -33,14 +33,8 @@ import {
 } from "../lib/manifest.ts";
 import { formatMs } from "../lib/poll.ts";
 import { tail } from "../lib/parse.ts";
-import {
-  COPY_TIMEOUT_MS,
-  parallelPlan,
-  shellLine,
-  sub,
-  talos,
-  talosArgv,
-} from "../lib/talosctl.ts";
+import { COPY_TIMEOUT_MS, shellLine, sub, talos } from "../lib/talosctl.ts";
+import { copyDbPlan, parallelPlan } from "../lib/plan.ts";
 import { printPlan } from "../lib/confirm.ts";
 
 export const task: TaskDef = {
@@ -106,12 +100,7 @@ export function extractPlan(ctx: Ctx): string[] {
   return [
     `# Step 1: copy the raw etcd db of every node (cp writes DIR/db)`,
     `mkdir -p ${shellLine([ctx.opts.out])} && chmod 700 ${shellLine([ctx.opts.out])}`,
-    ...parallelPlan(ctx.opts.nodes.map((node) => {
-      const partial = join(ctx.opts.out, `${copyDir(node)}.partial`);
-      return `{ ${shellLine(talosArgv(ctx, node, sub.copyDb(partial)))} && mv ${
-        shellLine([partial, join(ctx.opts.out, copyDir(node))])
-      }; }`;
-    })),
+    ...parallelPlan(ctx.opts.nodes.map((n) => copyDbPlan(n, join(ctx.opts.out, copyDir(n))))),
     `chmod 600 ${shellLine([ctx.opts.out])}/db.*/db`,
   ];
 }

@@ -30,15 +30,8 @@ import {
   startedWithin,
 } from "../lib/cluster.ts";
 import { poll } from "../lib/poll.ts";
-import {
-  parallelPlan,
-  serviceIsPlan,
-  shellLine,
-  sub,
-  talos,
-  talosArgv,
-  untilPlan,
-} from "../lib/talosctl.ts";
+import { sub, talos } from "../lib/talosctl.ts";
+import { etcdIsPlan, parallelPlan, talosPlan, waitForPlan } from "../lib/plan.ts";
 import { tail } from "../lib/parse.ts";
 import { type Progress, readProgress, resumedSeed } from "../lib/resume.ts";
 import { readManifest } from "../lib/manifest.ts";
@@ -360,13 +353,13 @@ export function wipePlan(ctx: Ctx): string[] {
   return [
     "# Step 3: wipe every node at once (DESTROYS etcd; the copies are the only data now)",
     "# (a node with a dedicated ETCD partition needs --system-labels-to-wipe ETCD as well)",
-    ...parallelPlan(ctx.opts.nodes.map((n) => shellLine(talosArgv(ctx, n, sub.reset())))),
+    ...parallelPlan(ctx.opts.nodes.map((n) => talosPlan(n, sub.reset()))),
     "# then, for each node, until it came back with an empty etcd:",
     ...ctx.opts.nodes.map((n) =>
-      untilPlan(
-        serviceIsPlan(shellLine(talosArgv(ctx, n, sub.serviceEtcd())), "STATE", "Preparing"),
+      waitForPlan(
         `${n} to come back wiped (etcd Preparing)`,
         ctx.opts.timeoutMs / 1000,
+        etcdIsPlan(n, "STATE", "Preparing"),
       )
     ),
   ];

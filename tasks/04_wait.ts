@@ -16,7 +16,7 @@ import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
 import { printPlan } from "../lib/confirm.ts";
 import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster.ts";
 import { poll } from "../lib/poll.ts";
-import { serviceIsPlan, shellLine, sub, talosArgv, untilPlan } from "../lib/talosctl.ts";
+import { etcdIsPlan, waitForPlan } from "../lib/plan.ts";
 import { StepError } from "../lib/errors.ts";
 
 export const task: TaskDef = {
@@ -72,10 +72,10 @@ export function waitPlan(ctx: Ctx): string[] {
   return [
     "# Step 4: wait until the seed's etcd is Preparing",
     ...lines,
-    untilPlan(
-      serviceIsPlan(shellLine(talosArgv(ctx, seed, sub.serviceEtcd())), "STATE", "Preparing"),
+    waitForPlan(
       `etcd on ${seed} to be Preparing`,
       ctx.opts.timeoutMs / 1000,
+      etcdIsPlan(seed, "STATE", "Preparing"),
     ),
   ];
 }

@@ -24,7 +24,8 @@ import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster
 import { copyFile, readManifest, verifyCopy } from "../lib/manifest.ts";
 import { poll } from "../lib/poll.ts";
 import { isBootstrapNotReady, isDataDirNotEmpty, isUnreachable } from "../lib/parse.ts";
-import { commandFailure, shellLine, sub, talos, talosArgv, untilPlan } from "../lib/talosctl.ts";
+import { commandFailure, sub, talos } from "../lib/talosctl.ts";
+import { bootstrapFromPlan, etcdRestoredPlan, waitForPlan } from "../lib/plan.ts";
 import { readProgress } from "../lib/resume.ts";
 import { waitPreparing } from "./04_wait.ts";
 
@@ -164,25 +165,13 @@ export async function bootstrap(ctx: Ctx, seed: string, file: string): Promise<v
 export function bootstrapPlan(ctx: Ctx): string[] {
   const { seed, lines } = planSeed(ctx);
   const file = join(ctx.opts.out, copyFile(seed));
+  const seconds = ctx.opts.timeoutMs / 1000;
   return [
     "# Step 5: restore the seed from its raw copy (retry while not ready), then wait until etcd runs",
     ...lines,
-    // retry only the answers that mean "not yet"; anything else stops the script
-    untilPlan(
-      `out=$(${
-        shellLine(talosArgv(ctx, seed, sub.bootstrap(file)))
-      } 2>&1) || { grep -Eq 'not available yet|not in sync yet|not ready for recovery yet|code = Unavailable' <<<"$out" || { echo "$out" >&2; exit 1; }; false; }`,
-      `${seed} to accept the bootstrap`,
-      ctx.opts.timeoutMs / 1000,
-    ),
+    waitForPlan(`${seed} to accept the bootstrap`, seconds, bootstrapFromPlan(seed, file)),
     "# exit 0 is not success: the restore runs now; Failed carries the reason in its last event",
-    untilPlan(
-      `s=$(${
-        shellLine(talosArgv(ctx, seed, sub.serviceEtcd()))
-      } 2>/dev/null); { ! grep -Eq '^STATE +Failed' <<<"$s" || { echo "$s" >&2; exit 1; }; } && grep -Eq '^STATE +Running' <<<"$s" && grep -Eq '^HEALTH +OK' <<<"$s"`,
-      `etcd on ${seed} to run the restored data`,
-      ctx.opts.timeoutMs / 1000,
-    ),
+    waitForPlan(`etcd on ${seed} to run the restored data`, seconds, etcdRestoredPlan(seed)),
   ];
 }
 

@@ -18,7 +18,8 @@ import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
 import { parseAlarms } from "../lib/parse.ts";
 import { readProgress } from "../lib/resume.ts";
-import { shellLine, sub, talosArgv, talosOk } from "../lib/talosctl.ts";
+import { sub, talosOk } from "../lib/talosctl.ts";
+import { talosPlan } from "../lib/plan.ts";
 
 export const task: TaskDef = {
   name: "disarm",
@@ -74,12 +75,12 @@ export async function disarm(ctx: Ctx, seed: string): Promise<typeof SKIPPED | v
 /** The commands disarm runs, as bash. */
 export function disarmPlan(ctx: Ctx): string[] {
   const { seed, lines } = planSeed(ctx);
-  const list = shellLine(talosArgv(ctx, seed, sub.alarmList()));
+  const list = talosPlan(seed, sub.alarmList());
   return [
     "# Step 6: disarm the alarm restored with the db; the list must then be empty",
     ...lines,
     list,
-    shellLine(talosArgv(ctx, seed, sub.alarmDisarm())),
+    talosPlan(seed, sub.alarmDisarm()),
     `test -z "$(${list})"`,
   ];
 }

@@ -23,16 +23,8 @@ import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from 
 import { readProgress, rejoinedNodes } from "../lib/resume.ts";
 import { isLearnerRpc, memberForNode, parseMembers } from "../lib/parse.ts";
 import { poll } from "../lib/poll.ts";
-import {
-  commandFailure,
-  serviceIsPlan,
-  shellLine,
-  sub,
-  talos,
-  talosArgv,
-  talosOk,
-  untilPlan,
-} from "../lib/talosctl.ts";
+import { commandFailure, sub, talos, talosOk } from "../lib/talosctl.ts";
+import { etcdIsPlan, noLearnerPlan, talosPlan, waitForPlan } from "../lib/plan.ts";
 
 export const task: TaskDef = {
   name: "rejoin",
@@ -165,24 +157,17 @@ export function rejoinPlan(ctx: Ctx): string[] {
   const done = rejoinedBefore(ctx.opts.out);
   const candidates = c.opts.seed ? c.opts.nodes.filter((n) => n !== seed) : c.opts.nodes;
   const skipped = candidates.filter((n) => done.has(n));
+  const seconds = c.opts.timeoutMs / 1000;
   return [
     "# Step 7: reboot the other nodes one at a time; each must be Running, HEALTH OK, and a voter",
     ...(skipped.length > 0 ? [`# already rejoined in an earlier run: ${skipped.join(", ")}`] : []),
     ...lines,
     ...candidates.filter((n) => !done.has(n)).flatMap((n) => [
       ...(c.opts.seed ? [] : [`if [ "${n}" != "$SEED" ]; then`]),
-      shellLine(talosArgv(c, n, sub.reboot())),
+      talosPlan(n, sub.reboot()),
       "sleep 30",
-      untilPlan(
-        serviceIsPlan(shellLine(talosArgv(c, n, sub.serviceEtcd())), "HEALTH", "OK"),
-        `etcd on ${n} to be healthy`,
-        c.opts.timeoutMs / 1000,
-      ),
-      untilPlan(
-        `m=$(${shellLine(talosArgv(c, seed, sub.members()))}) && ! grep -q ' true$' <<<"$m"`,
-        `${n} to be promoted (no learner left)`,
-        c.opts.timeoutMs / 1000,
-      ),
+      waitForPlan(`etcd on ${n} to be healthy`, seconds, etcdIsPlan(n, "HEALTH", "OK")),
+      waitForPlan(`${n} to be promoted (no learner left)`, seconds, noLearnerPlan(seed)),
       ...(c.opts.seed ? [] : ["fi"]),
     ]),
   ];

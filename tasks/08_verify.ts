@@ -25,7 +25,8 @@ import {
   tail,
 } from "../lib/parse.ts";
 import { poll } from "../lib/poll.ts";
-import { runCommand, shellLine, sub, talos, talosArgv } from "../lib/talosctl.ts";
+import { runCommand, sub, talos } from "../lib/talosctl.ts";
+import { talosPlan } from "../lib/plan.ts";
 import { SERVICE_POLL_MS } from "../lib/cluster.ts";
 import { readProgress } from "../lib/resume.ts";
 
@@ -174,11 +175,11 @@ export function verifyPlan(ctx: Ctx): string[] {
   const on = ctx.opts.seed ?? ctx.opts.nodes[0];
   return [
     "# Step 8: verify: every node a voter, no alarm, the VIP on exactly one node, the API answers",
-    shellLine(talosArgv(ctx, on, sub.members())),
-    `test -z "$(${shellLine(talosArgv(ctx, on, sub.alarmList()))})"`,
+    talosPlan(on, sub.members()),
+    `test -z "$(${talosPlan(on, sub.alarmList())})"`,
     ...(ctx.opts.vip
       ? ctx.opts.nodes.map((n) =>
-        `${shellLine(talosArgv(ctx, n, sub.addresses()))} | grep -F ' ${ctx.opts.vip}/32 ' || true`
+        `${talosPlan(n, sub.addresses())} | grep -F ' ${ctx.opts.vip}/32 ' || true`
       )
       : []),
     "kubectl get nodes -o wide",

@@ -129,7 +129,7 @@ Deno.test("TALOS_NODES stands in for --nodes: the dry-run plan names its nodes a
   w.replay.assertDone();
   for (const n of NODES) {
     assert.ok(
-      w.stdout().includes(`talosctl -e ${n} -n ${n} reset --system-labels-to-wipe EPHEMERAL`),
+      w.stdout().includes(`talos ${n} reset --system-labels-to-wipe EPHEMERAL`),
       `plan resets ${n}:\n${w.stdout()}`,
     );
   }
@@ -143,7 +143,7 @@ Deno.test("--nodes wins over TALOS_NODES", async () => {
   const code = await wipe([...NODES_FLAG, "--out", out, "--dry-run"], w.deps);
   assert.equal(code, 0, w.stderr());
   assert.deepEqual(w.replay.calls, []);
-  assert.ok(w.stdout().includes(`-e ${SEED} -n ${SEED} reset`));
+  assert.ok(w.stdout().includes(`talos ${SEED} reset`));
   assert.ok(!w.stdout().includes("10.0.0.1"), w.stdout());
 });
 
@@ -171,7 +171,7 @@ Deno.test("an even node count warns in recover too, and the plan covers all 4 no
   assert.equal(code, 0, w.stderr());
   assert.deepEqual(w.replay.calls, [], "no terminal, no --yes: only the plan");
   assert.match(w.stderr(), /warning: 4 control-plane nodes is an even count/);
-  assert.ok(w.stdout().includes("-e 192.168.53.13 -n 192.168.53.13 reset"), w.stdout());
+  assert.ok(w.stdout().includes("talos 192.168.53.13 reset"), w.stdout());
 });
 
 Deno.test("--help exits 0 with usage on stdout and runs nothing, even without --nodes", async () => {

@@ -108,7 +108,7 @@ Deno.test("without a terminal, the plan of a re-run starts where the journal say
   assert.doesNotMatch(plan, / reset | cp /);
   assert.match(
     plan,
-    /bootstrap --recover-from=.*db\.192\.168\.53\.11\/db --recover-skip-hash-check/,
+    /bootstrap_from 192\.168\.53\.11 .*db\.192\.168\.53\.11\/db/,
   );
 });
 

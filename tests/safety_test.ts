@@ -9,11 +9,11 @@ import {
   makeCopies,
   NODES,
   NODES_FLAG,
+  P,
   preflightRecs,
   rec,
   SEED,
   statusRecs,
-  T,
   tempOut,
   wipeRecs,
 } from "./scenario.ts";
@@ -159,12 +159,12 @@ Deno.test("recover --dry-run prints every step with the real values and runs not
   for (const n of NODES) {
     assert.ok(
       plan.includes(
-        `${T(n, "cp", "/var/lib/etcd/member/snap/db")} '/srv/incident 42/etcd/db.${n}.partial'`,
+        `copy_db ${n} '/srv/incident 42/etcd/db.${n}'`,
       ),
     );
     assert.ok(
       plan.includes(
-        T(
+        P(
           n,
           "reset",
           "--system-labels-to-wipe",
@@ -178,15 +178,13 @@ Deno.test("recover --dry-run prints every step with the real values and runs not
   }
   assert.ok(
     plan.includes(
-      `${
-        T("192.168.53.10", "bootstrap")
-      } '--recover-from=/srv/incident 42/etcd/db.192.168.53.10/db' --recover-skip-hash-check`,
+      `bootstrap_from 192.168.53.10 '/srv/incident 42/etcd/db.192.168.53.10/db'`,
     ),
   );
-  assert.ok(plan.includes(T("192.168.53.10", "etcd", "alarm", "disarm")));
-  assert.ok(plan.includes(T("192.168.53.11", "reboot", "--wait=false")));
+  assert.ok(plan.includes(P("192.168.53.10", "etcd", "alarm", "disarm")));
+  assert.ok(plan.includes(P("192.168.53.11", "reboot", "--wait=false")));
   assert.ok(
-    !plan.includes(T("192.168.53.10", "reboot", "--wait=false")),
+    !plan.includes(P("192.168.53.10", "reboot", "--wait=false")),
     "the seed is never rebooted",
   );
   assert.ok(plan.indexOf("192.168.53.11 reboot") < plan.indexOf("192.168.53.12 reboot"));

@@ -22,6 +22,11 @@ export function T(node: string, ...args: string[]): string {
   return ["talosctl", "-e", node, "-n", node, ...args].join(" ");
 }
 
+/** `talos N …`: the same call as the printed plan writes it (its helper adds `-e N -n N`). */
+export function P(node: string, ...args: string[]): string {
+  return ["talos", node, ...args].join(" ");
+}
+
 /** A captured output with its node replaced (for per-node `service etcd` blocks etc.). */
 export function fxFor(name: string, node: string): string {
   return fx(name).replaceAll(/192\.168\.53\.1\d/g, node);

@@ -27,6 +27,7 @@ import {
   makeCopies,
   NODES,
   NODES_FLAG,
+  P,
   preflightRecs,
   rec,
   recordSeed,
@@ -559,7 +560,7 @@ Deno.test("wipe without --yes and without a terminal prints the plan on stdout, 
   for (const n of NODES) {
     assert.ok(
       w.stdout().includes(
-        `talosctl -e ${n} -n ${n} reset --system-labels-to-wipe EPHEMERAL --graceful=false --reboot --wait=false`,
+        `talos ${n} reset --system-labels-to-wipe EPHEMERAL --graceful=false --reboot --wait=false`,
       ),
       n,
     );
@@ -1027,8 +1028,8 @@ Deno.test("rejoin's printed plan uses the recorded seed and leaves out the nodes
   assert.equal(code, 0, w.stderr());
   w.replay.assertDone();
   const plan = w.stdout();
-  assert.ok(plan.includes(T(N12, "reboot", "--wait=false")), plan);
-  assert.ok(!plan.includes(T(N10, "reboot")), "a node that rejoined is not rebooted again");
+  assert.ok(plan.includes(P(N12, "reboot", "--wait=false")), plan);
+  assert.ok(!plan.includes(P(N10, "reboot")), "a node that rejoined is not rebooted again");
   assert.ok(!plan.includes("SEED=$("), "the seed comes from the journal, not from status");
   assert.match(plan, /# already rejoined in an earlier run: 192\.168\.53\.10/);
   assert.match(w.stderr(), /printed the plan for "reboot 192\.168\.53\.12 one at a time"/);
