@@ -16,9 +16,13 @@ import {
   tail,
 } from "./parse.ts";
 import { commandFailure, sub, talos } from "./talosctl.ts";
+import { BACKOFF_MS, type Interval } from "./poll.ts";
 
-/** Interval between two looks at a node's etcd service. */
-export const SERVICE_POLL_MS = 5_000;
+/**
+ * Pauses between two looks at a node's etcd service: 1 s, then backing off to 5 s (see
+ * `BACKOFF_MS` in `lib/poll.ts`): at most one call per node per second.
+ */
+export const SERVICE_POLL_MS: Interval = BACKOFF_MS;
 
 export type ServiceLook =
   | { kind: "down"; detail: string }
