@@ -6,19 +6,26 @@
 import type { Ctx } from "./context.ts";
 import {
   type Alarm,
+  type EtcdStatusRow,
+  followsLeader,
   isUnreachable,
   type Member,
   memberForNode,
   parseAlarms,
+  parseEtcdStatus,
   parseMembers,
   parseServiceInfo,
   type ServiceInfo,
   tail,
 } from "./parse.ts";
 import { commandFailure, sub, talos } from "./talosctl.ts";
+import { BACKOFF_MS, type Interval } from "./poll.ts";
 
-/** Interval between two looks at a node's etcd service. */
-export const SERVICE_POLL_MS = 5_000;
+/**
+ * Pauses between two looks at a node's etcd service: 1 s, then backing off to 5 s (see
+ * `BACKOFF_MS` in `lib/poll.ts`): at most one call per node per second.
+ */
+export const SERVICE_POLL_MS: Interval = BACKOFF_MS;
 
 export type ServiceLook =
   | { kind: "down"; detail: string }
@@ -58,43 +65,107 @@ export function lastEvent(info: ServiceInfo): string {
   return info.events[0]?.message ?? "(no events)";
 }
 
-/** What the cluster's etcd says of itself, asked of the first node that answers. */
+const ETCD_STATUS = ["etcd", "status"];
+
+/** The deadline of one `etcd status` look: it answers at once, quorum or not, or not at all. */
+export const STATUS_CALL_MS = 15_000;
+
+/** What the cluster's etcd says of itself, asked of every node at once. */
 export interface ClusterView {
-  node: string;
-  alarms: Alarm[];
-  /** Undefined when `etcd members` failed on that node. */
+  /** The node whose alarm list is used (the first in order that answered it). */
+  node?: string;
+  /** Undefined when no node was asked, or none answered `etcd alarm list`. */
+  alarms?: Alarm[];
+  /** Undefined when `etcd members` failed or was not asked. */
   members?: Member[];
+  /** Each node's `etcd status` row, or the reason it gave none. */
+  status: Map<string, EtcdStatusRow | { error: string }>;
+  /** Nodes whose etcd answered `etcd status` following no leader. */
+  noLeader: string[];
 }
 
 /**
- * Asks `etcd alarm list` (then `etcd members`) of each node in turn, `first` first, until one
- * answers. Undefined when none does (etcd answers nowhere: not healthy, and nothing to list).
+ * Asks `etcd status` of every node at once (it answers without quorum), then `etcd alarm
+ * list` and `etcd members` at once of every node that follows a leader; `first` is preferred
+ * among the answers. Without a leader anywhere, neither is asked: both go through raft and
+ * cannot answer (alarm list blocks about 12 minutes, members fails with `etcdserver: no
+ * leader`). Logs the evidence, one line per node.
  */
-export async function askCluster(
-  ctx: Ctx,
-  first: string,
-  step: string,
-): Promise<ClusterView | undefined> {
+export async function askCluster(ctx: Ctx, first: string, step: string): Promise<ClusterView> {
   const order = [first, ...ctx.opts.nodes.filter((n) => n !== first)];
+  const status = new Map<string, EtcdStatusRow | { error: string }>();
+  await Promise.all(order.map(async (node) => {
+    const r = await talos(ctx, node, ETCD_STATUS, { step, timeoutMs: STATUS_CALL_MS });
+    if (r.code !== 0) {
+      status.set(node, { error: tail(r.stderr, 1).trim() || `exit ${r.code}` });
+      return;
+    }
+    const rows = parseEtcdStatus(r.stdout);
+    const row = rows.find((x) => x.node === node) ?? rows[0];
+    status.set(node, row ?? { error: "no row in etcd status" });
+  }));
+  const view: ClusterView = { status, noLeader: [] };
+  const leading: string[] = [];
   for (const node of order) {
-    const alarms = await talos(ctx, node, sub.alarmList(), { step });
-    if (alarms.code !== 0) continue;
-    const members = await talos(ctx, node, sub.members(), { step });
-    return {
-      node,
-      alarms: parseAlarms(alarms.stdout),
-      members: members.code === 0 ? parseMembers(members.stdout) : undefined,
-    };
+    const row = status.get(node)!;
+    if ("error" in row) {
+      ctx.log.info(`${node}: etcd status did not answer: ${row.error}`);
+    } else if (followsLeader(row)) {
+      leading.push(node);
+      ctx.log.info(`${node}: etcd status: ${statusLine(row)}`);
+    } else {
+      view.noLeader.push(node);
+      ctx.log.info(`${node}: etcd status: NO LEADER (${statusLine(row)})`);
+    }
   }
-  return undefined;
+  if (leading.length === 0) {
+    ctx.log.warn(
+      `no etcd member follows a leader (${
+        view.noLeader.length > 0
+          ? `no leader on ${view.noLeader.join(", ")}`
+          : "no node answered etcd status"
+      }): etcd alarm list and etcd members not asked, they cannot answer without quorum; ` +
+        `a cluster without a leader is not healthy`,
+    );
+    return view;
+  }
+  const answers = await Promise.all(leading.map(async (node) => {
+    const [alarms, members] = await Promise.all([
+      talos(ctx, node, sub.alarmList(), { step }),
+      talos(ctx, node, sub.members(), { step }),
+    ]);
+    return { node, alarms, members };
+  }));
+  const listed = answers.find((a) => a.alarms.code === 0);
+  const withMembers = answers.find((a) => a.members.code === 0);
+  if (listed) {
+    view.node = listed.node;
+    view.alarms = parseAlarms(listed.alarms.stdout);
+  } else {
+    ctx.log.warn(
+      `no node answered etcd alarm list (${leading.join(", ")} asked): alarms not known`,
+    );
+  }
+  if (withMembers) view.members = parseMembers(withMembers.members.stdout);
+  return view;
 }
 
-/** The evidence that the cluster is healthy (no alarm, every node a voter), or undefined. */
+/** `leader 5a6b7c8d9e0f1a2b, raft term 14, index 2419803, errors: …` for the evidence. */
+function statusLine(row: EtcdStatusRow): string {
+  return `leader ${row.leader}, raft term ${row.raftTerm}, index ${row.raftIndex}${
+    row.learner ? ", learner" : ""
+  }${row.errors.length > 0 ? `, errors: ${row.errors.join("; ")}` : ""}`;
+}
+
+/**
+ * The evidence that the cluster is healthy (a leader, no alarm, every node a voter), or
+ * undefined.
+ */
 export function healthyEvidence(
   view: ClusterView | undefined,
   nodes: string[],
 ): string | undefined {
-  if (!view || view.alarms.length > 0 || !view.members) return undefined;
+  if (!view?.alarms || view.alarms.length > 0 || !view.members) return undefined;
   const list = view.members;
   if (list.length < nodes.length || list.some((m) => m.learner)) return undefined;
   return `"${view.node}" lists no alarms and ${list.length} voting members`;

@@ -166,6 +166,56 @@ export function parseMembers(text: string): Member[] {
   }));
 }
 
+/** One row of `etcd status`: what a member says of itself, answered without quorum. */
+export interface EtcdStatusRow {
+  node: string;
+  member: string;
+  /** Hex member ID of the leader this member follows; `0000000000000000` when there is none. */
+  leader: string;
+  raftIndex: number;
+  raftTerm: number;
+  raftAppliedIndex: number;
+  learner: boolean;
+  dbSize: string;
+  inUse: string;
+  protocol: string;
+  storage: string;
+  /** The ERRORS cell split into entries: alarms (`memberID:… alarm:CORRUPT`), `etcdserver: no leader`. */
+  errors: string[];
+}
+
+/** The error etcd's Status adds when the member follows no leader. */
+export const NO_LEADER_ERROR = "etcdserver: no leader";
+
+/**
+ * Parses `etcd status` by header name. The ERRORS cell joins entries with `", "` (and an alarm
+ * entry ends in a space: `alarm:NOSPACE , memberID:…`).
+ */
+export function parseEtcdStatus(text: string): EtcdStatusRow[] {
+  requireHeader(text, ["NODE", "MEMBER", "LEADER", "RAFT INDEX", "ERRORS"], "etcd status");
+  const int = (cell: string | undefined) => (/^\d+$/.test(cell ?? "") ? Number(cell) : NaN);
+  return parseTable(text).map((r) => ({
+    node: r.NODE,
+    member: r.MEMBER,
+    leader: r.LEADER,
+    raftIndex: int(r["RAFT INDEX"]),
+    raftTerm: int(r["RAFT TERM"]),
+    raftAppliedIndex: int(r["RAFT APPLIED INDEX"]),
+    learner: r.LEARNER === "true",
+    dbSize: r["DB SIZE"] ?? "",
+    inUse: r["IN USE"] ?? "",
+    protocol: r.PROTOCOL ?? "",
+    storage: r.STORAGE ?? "",
+    errors: (r.ERRORS ?? "").split(/\s*,\s+/).map((e) => e.trim()).filter(Boolean),
+  }));
+}
+
+/** True when the member follows a leader: a LEADER other than zero, and no "no leader" error. */
+export function followsLeader(row: EtcdStatusRow): boolean {
+  return /^[0-9a-f]+$/i.test(row.leader) && !/^0+$/.test(row.leader) &&
+    !row.errors.includes(NO_LEADER_ERROR);
+}
+
 /** The host part of a URL (`https://[fd00::1]:2380` → `fd00::1`). */
 export function urlHost(url: string): string {
   try {

@@ -82,7 +82,7 @@ Deno.test("wipe refuses the diverged highest copy, naming the majority's node; -
   const ok = fakeWorld([
     ...preflightRecs(),
     ...noTools(out),
-    ...brokenClusterRecs("192.168.53.10"),
+    ...brokenClusterRecs(),
   ], { answers: ["n"] });
   ok.deps.db = nativeReader;
   const declined = await wipe(

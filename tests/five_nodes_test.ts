@@ -59,7 +59,7 @@ for (const count of [5, 7]) {
       ...preflightRecs(nodes),
       ...extractRecs(out, nodes),
       ...nodes.map(status),
-      ...brokenClusterRecs(),
+      ...brokenClusterRecs(nodes),
       ...wipeRecs(nodes),
       ...waitRecs(),
       ...bootstrapRecs(out),

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  followsLeader,
   holdsVip,
   isBootstrapNotReady,
   isDataDirNotEmpty,
@@ -8,6 +9,7 @@ import {
   memberForNode,
   parseAddresses,
   parseAlarms,
+  parseEtcdStatus,
   parseEvent,
   parseGoDuration,
   parseMembers,
@@ -20,6 +22,12 @@ import { parseDuration } from "../lib/cli.ts";
 import { humanizeBytes } from "../lib/humanize.ts";
 import { UsageError } from "../lib/errors.ts";
 import { fx } from "./replay.ts";
+import { OutputFormatError } from "../lib/parse.ts";
+import { readFileSync } from "node:fs";
+
+/** A sample of fixtures/talosctl-triage/ (copied from the triage reference). */
+const triage = (name: string) =>
+  readFileSync(new URL(`../fixtures/talosctl-triage/${name}`, import.meta.url), "utf8");
 
 // ---- service blocks -------------------------------------------------------------------------
 
@@ -439,4 +447,56 @@ Deno.test("humanizeBytes() rounds exact ties to even like Go's %.0f (262500000 â
   assert.equal(humanizeBytes(13_500), "14 kB");
   // not a tie: rounds up as usual
   assert.equal(humanizeBytes(262_600_000), "263 MB");
+});
+
+// ---- etcd status ----------------------------------------------------------------------------
+
+Deno.test("parseEtcdStatus() reads a member without a leader: LEADER zero and 'etcdserver: no leader'", () => {
+  const [row, ...more] = parseEtcdStatus(triage("etcd-status.no-leader.txt"));
+  assert.equal(more.length, 0);
+  assert.deepEqual(row, {
+    node: "192.168.53.11",
+    member: "5a6b7c8d9e0f1a2b",
+    leader: "0000000000000000",
+    raftIndex: 2419911,
+    raftTerm: 19,
+    raftAppliedIndex: 2419911,
+    learner: false,
+    dbSize: "48 MB",
+    inUse: "31 MB (64.08%)",
+    protocol: "3.6.12",
+    storage: "3.6.0",
+    errors: ["etcdserver: no leader"],
+  });
+  assert.equal(followsLeader(row), false);
+});
+
+Deno.test("parseEtcdStatus() tells a member that follows a leader, and splits the ERRORS cell", () => {
+  const corrupt = parseEtcdStatus(fx("etcd-status.corrupt.txt"));
+  assert.ok(corrupt.every(followsLeader));
+  assert.deepEqual(corrupt[0].errors, ["memberID:15187180991711508585 alarm:CORRUPT"]);
+  const two = parseEtcdStatus(triage("etcd-status.nospace-two-alarms.txt"));
+  assert.deepEqual(two[1].errors, [
+    "memberID:6515438233605577259 alarm:NOSPACE",
+    "memberID:2237881630366255410 alarm:NOSPACE",
+  ]);
+  assert.deepEqual(parseEtcdStatus(triage("etcd-status.corrupt-member0.txt"))[0].errors, [
+    "alarm:CORRUPT",
+  ]);
+  const down = parseEtcdStatus(triage("etcd-status.one-node-down.txt"));
+  assert.deepEqual(down.map((r) => [r.node, r.leader, r.errors]), [
+    ["192.168.53.10", "5a6b7c8d9e0f1a2b", []],
+    ["192.168.53.11", "5a6b7c8d9e0f1a2b", []],
+  ]);
+  const learner = parseEtcdStatus(triage("etcd-status.rejoin-learner.txt"));
+  assert.deepEqual(learner.map((r) => r.learner), [false, false, true]);
+  assert.ok(learner.every(followsLeader), "a learner follows the leader too");
+});
+
+Deno.test("parseEtcdStatus() refuses a table without its headers and reads nothing as no row", () => {
+  assert.throws(
+    () => parseEtcdStatus("NODE   ID   HOSTNAME\n10.0.0.1   aa   cp-1\n"),
+    OutputFormatError,
+  );
+  assert.deepEqual(parseEtcdStatus(""), []);
 });

@@ -6,6 +6,7 @@ import { main as recover } from "../tasks/recover.ts";
 import { fakeWorld, type Recording } from "./replay.ts";
 import {
   brokenClusterRecs,
+  healthyClusterRecs,
   makeCopies,
   NODES,
   NODES_FLAG,
@@ -92,11 +93,7 @@ Deno.test("wipe refuses a --seed below the highest revision, naming the better n
 Deno.test("wipe refuses a healthy cluster (no alarms, every member voting) unless --force", async () => {
   const out = tempOut();
   makeCopies(out);
-  const healthy = [
-    rec.alarms(SEED, "etcd-alarm-list.empty.txt"),
-    rec.members(SEED, "etcd-members.txt"),
-  ];
-  const w = wipeWorld(out, [...statusRecs(out), ...healthy]);
+  const w = wipeWorld(out, [...statusRecs(out), ...healthyClusterRecs()]);
   const code = await wipe([...NODES_FLAG, "--out", out, "--yes"], w.deps);
   assert.equal(code, 2);
   assert.match(
@@ -207,8 +204,7 @@ Deno.test("recover refuses a healthy cluster before anything is reset, with exit
   const w = fakeWorld([
     ...preflightRecs(),
     ...statusRecs(out),
-    rec.alarms(SEED, "etcd-alarm-list.empty.txt"),
-    rec.members(SEED, "etcd-members.txt"),
+    ...healthyClusterRecs(),
   ]);
   const code = await recover([...NODES_FLAG, "--out", out, "--yes"], w.deps);
   assert.equal(code, 2);

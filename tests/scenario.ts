@@ -124,6 +124,12 @@ export const rec = {
   members(node: string, fixture: string): Recording {
     return { cmd: T(node, "etcd", "members"), stdout: fx(fixture) };
   },
+  /** `etcd status` of one node: its row of a captured table (else the first row, renamed). */
+  etcdStatus(node: string, fixture: string): Recording {
+    const [header, ...rows] = fx(fixture).split("\n").filter((l) => l.trim() !== "");
+    const row = rows.find((r) => r.startsWith(`${node} `)) ?? rows[0].replace(/^\S+/, node);
+    return { cmd: T(node, "etcd", "status"), stdout: `${header}\n${row}\n` };
+  },
   reboot(node: string): Recording {
     return { cmd: T(node, "reboot", "--wait=false"), stdout: fx("reboot.nowait.txt") };
   },
@@ -165,10 +171,24 @@ export const preflightRecs = (nodes = NODES) =>
 export const extractRecs = (out: string, nodes = NODES) => nodes.map((n) => rec.cp(out, n));
 /** status on every copy. */
 export const statusRecs = (out: string, nodes = NODES) => nodes.map((n) => rec.etcdutl(out, n));
-/** The safety step's questions on a broken cluster: the CORRUPT alarm is listed; 3 members. */
-export const brokenClusterRecs = (seed = SEED) => [
-  rec.alarms(seed, "etcd-alarm-list.corrupt.txt"),
-  rec.members(seed, "etcd-members.txt"),
+/**
+ * The safety step's questions on a broken cluster, to every node at once: etcd status (a
+ * leader, the CORRUPT alarm in ERRORS), then the alarm list (CORRUPT) and 3 members.
+ */
+export const brokenClusterRecs = (nodes = NODES) => [
+  ...nodes.map((n) => rec.etcdStatus(n, "etcd-status.corrupt.txt")),
+  ...nodes.flatMap((n) => [
+    rec.alarms(n, "etcd-alarm-list.corrupt.txt"),
+    rec.members(n, "etcd-members.txt"),
+  ]),
+];
+/** The same questions on a healthy cluster: a leader, no alarm, 3 voting members. */
+export const healthyClusterRecs = (nodes = NODES) => [
+  ...nodes.map((n) => rec.etcdStatus(n, "etcd-status.all-nodes.txt")),
+  ...nodes.flatMap((n) => [
+    rec.alarms(n, "etcd-alarm-list.empty.txt"),
+    rec.members(n, "etcd-members.txt"),
+  ]),
 ];
 /** Reset everywhere; each node goes down, then comes back Preparing. */
 export const wipeRecs = (nodes = NODES) => [

@@ -73,7 +73,7 @@ function manifest(out: string) {
 
 /** `N times` from a deadline message, to compare with the calls the replay saw. */
 function attempts(stderr: string): number {
-  const m = stderr.match(/checked every 5s, (\d+) times/);
+  const m = stderr.match(/checked every 1s to 5s, (\d+) times/);
   assert.ok(m, `deadline message with attempts in:\n${stderr}`);
   return Number(m[1]);
 }
@@ -529,11 +529,11 @@ Deno.test("wipe: a node that never goes down hits the deadline, saying what, how
   assert.equal(attempts(w.stderr()), looks, "the message counts the real attempts");
   assert.match(
     w.stderr(),
-    /waiting for "192\.168\.53\.12" to reboot wiped \(etcd Preparing\) \(every 5s, up to 1m\)/,
+    /waiting for "192\.168\.53\.12" to reboot wiped \(etcd Preparing\) \(every 1s to 5s, up to 1m\)/,
   );
   assert.match(
     w.stderr(),
-    /error: Timed out waiting for "192\.168\.53\.12" to reboot wiped \(etcd Preparing\): deadline 1m \(checked every 5s, \d+ times over [0-9ms]+; last state: 192\.168\.53\.12: Running \(HEALTH OK\): Health check successful — not rebooted yet\)/,
+    /error: Timed out waiting for "192\.168\.53\.12" to reboot wiped \(etcd Preparing\): deadline 1m \(checked every 1s to 5s, \d+ times over [0-9ms]+; last state: 192\.168\.53\.12: Running \(HEALTH OK\): Health check successful — not rebooted yet\)/,
   );
   for (const n of [N10, SEED]) {
     assert.ok(w.stderr().includes(`"${n}" to reboot wiped (etcd Preparing): done`), n);
@@ -625,15 +625,17 @@ Deno.test("wait: Preparing never reached ends at the deadline with a clear messa
   w.replay.assertDone();
   const looks = w.replay.callsMatching(/ service etcd$/);
   assert.equal(attempts(w.stderr()), looks.length);
-  assert.equal(w.slept(), (looks.length - 1) * 5_000, "one 5s pause between two looks");
+  // 1s, 2s while down; a new state starts again at 1s, then 2s, 3s, 4s, 5s…; the last look
+  // falls on the deadline
+  assert.equal(w.slept(), 60_000, "the pauses end on the deadline");
   assert.match(
     w.stderr(),
-    /waiting for etcd on "192\.168\.53\.11" to be Preparing \(every 5s, up to 1m\)/,
+    /waiting for etcd on "192\.168\.53\.11" to be Preparing \(every 1s to 5s, up to 1m\)/,
   );
   assert.match(w.stderr(), /\[0s\] down \(unreachable\)/, "connection refused is expected");
   assert.match(
     w.stderr(),
-    /error: Timed out waiting for etcd on "192\.168\.53\.11" to be Preparing: deadline 1m \(checked every 5s, 13 times over 1m; last state: Waiting \(HEALTH \?\): Waiting for volumes/,
+    /error: Timed out waiting for etcd on "192\.168\.53\.11" to be Preparing: deadline 1m \(checked every 1s to 5s, 17 times over 1m; last state: Waiting \(HEALTH \?\): Waiting for volumes/,
   );
   assert.deepEqual(w.replay.callsMatching(/ (reset|bootstrap|reboot) /), []);
   assert.match(
@@ -677,7 +679,7 @@ Deno.test("bootstrap: retries while the node is not ready yet, then succeeds", a
   assert.match(w.stderr(), /not yet: bootstrap is not available yet/);
   assert.match(w.stderr(), /not yet: time is not in sync yet/);
   assert.match(w.stderr(), /not yet: etcd service is not ready for recovery yet/);
-  assert.match(w.stderr(), /"192\.168\.53\.11" to accept the bootstrap: done after 20s/);
+  assert.match(w.stderr(), /"192\.168\.53\.11" to accept the bootstrap: done after 5s/);
   assert.match(w.stderr(), /etcd on "192\.168\.53\.11" to run the restored data: done/);
   const echoed = w.stderr().match(
     /^\+ talosctl .* bootstrap --recover-from=\S+ --recover-skip-hash-check$/gm,
@@ -851,7 +853,7 @@ Deno.test("rejoin: a learner never promoted ends at the deadline mentioning the 
   );
   assert.match(
     w.stderr(),
-    /error: Timed out waiting for "192\.168\.53\.10" to rejoin as a healthy voting member: deadline 1m \(checked every 5s, \d+ times over [0-9ms]+; last state: Running \(HEALTH Fail\): etcdserver: rpc not supported for learner — a learner, waiting for promotion\)/,
+    /error: Timed out waiting for "192\.168\.53\.10" to rejoin as a healthy voting member: deadline 1m \(checked every 1s to 5s, \d+ times over [0-9ms]+; last state: Running \(HEALTH Fail\): etcdserver: rpc not supported for learner — a learner, waiting for promotion\)/,
   );
   assert.match(w.stderr(), /to continue: deno task rejoin .*--seed 192\.168\.53\.11 --yes/);
   assert.equal(w.stderr().match(/to continue: .*/)![0].split("--seed").length, 2, "--seed once");
@@ -927,23 +929,25 @@ const verifyArgs = (out: string, ...extra: string[]) =>
 
 Deno.test("verify: the VIP on no node fails with exit 1", async () => {
   const out = tempOut();
-  const w = fakeWorld(verifyRound({ holders: [] }));
+  // --timeout 1s: a look at once and one more a second later, on the deadline
+  const w = fakeWorld([...verifyRound({ holders: [] }), ...verifyRound({ holders: [] })]);
   const code = await verify(verifyArgs(out), w.deps);
   assert.equal(code, 1, w.stderr());
   w.replay.assertDone();
-  assert.equal(w.replay.callsMatching(/ get addresses$/).length, 3);
+  assert.equal(w.replay.callsMatching(/ get addresses$/).length, 6);
   assert.match(w.stderr(), /error: vip: 192\.168\.53\.2 is on no node/);
   assert.match(w.stderr(), /ok: members: 3 voting members/);
   assert.match(
     w.stderr(),
-    /error: Timed out waiting for every check to pass: deadline 1s \(checked every 5s, 1 times over 0s; last state: vip: 192\.168\.53\.2 is on no node\)/,
+    /error: Timed out waiting for every check to pass: deadline 1s \(checked every 1s to 5s, 2 times over 1s; last state: vip: 192\.168\.53\.2 is on no node\)/,
   );
   assert.match(report(out), /\| verify \| failed: Timed out .*vip: 192\.168\.53\.2 is on no node/);
 });
 
 Deno.test("verify: the VIP on two nodes fails with exit 1 naming both", async () => {
   const out = tempOut();
-  const w = fakeWorld(verifyRound({ holders: [N10, SEED] }));
+  const round = () => verifyRound({ holders: [N10, SEED] });
+  const w = fakeWorld([...round(), ...round()]);
   const code = await verify(verifyArgs(out), w.deps);
   assert.equal(code, 1, w.stderr());
   w.replay.assertDone();
@@ -993,7 +997,8 @@ Deno.test("verify: kubectl's node table is shown on stderr when kubectl answers"
 
 Deno.test("verify: a learner listed by the seed is not ok", async () => {
   const out = tempOut();
-  const w = fakeWorld(verifyRound({ members: "etcd-members.learner.txt" }));
+  const round = () => verifyRound({ members: "etcd-members.learner.txt" });
+  const w = fakeWorld([...round(), ...round()]);
   const code = await verify(verifyArgs(out, "--json"), w.deps);
   assert.equal(code, 1, w.stderr());
   w.replay.assertDone();

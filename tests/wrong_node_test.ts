@@ -126,7 +126,7 @@ Deno.test("wipe refuses when etcd lists a member that is not in --nodes", async 
   const out = tempOut();
   const two = ["192.168.53.10", SEED];
   makeCopies(out, two);
-  const w = fakeWorld([...preflightRecs(two), ...statusRecs(out, two), ...brokenClusterRecs()]);
+  const w = fakeWorld([...preflightRecs(two), ...statusRecs(out, two), ...brokenClusterRecs(two)]);
   const code = await wipe(["--nodes", two.join(","), "--out", out, "--yes"], w.deps);
   assert.equal(code, 2);
   w.replay.assertDone();

@@ -167,6 +167,11 @@ export const modelBackend: EtcdBackend = {
 
   status(s, n) {
     const c = cluster(s, n);
+    // Status needs no quorum: without a majority of voters running, etcd names no leader and
+    // says so in its errors, before the alarms (etcd's maintenance Status).
+    const voters = c.members.filter((m) => !m.learner);
+    const up = voters.filter((m) => s.nodes.find((x) => x.label === m.node)?.proc !== undefined);
+    const led = up.length * 2 > voters.length;
     let size = 0;
     try {
       size = statSync(dbPath(s.dir, n.label)).size;
@@ -179,14 +184,17 @@ export const modelBackend: EtcdBackend = {
         memberId: n.member!.id,
         dbSize: size,
         dbSizeInUse: Math.floor(size * 0.93),
-        leader: c.leader,
+        leader: led ? c.leader : "0",
         raftIndex: c.raftIndex,
         raftTerm: c.raftTerm,
         raftAppliedIndex: c.raftIndex,
         learner: n.member!.learner,
         protocol: "3.4.23",
         storage: "3.4.0",
-        errors: c.alarms.map((a) => `memberID:${a.memberID} alarm:${a.alarm} `),
+        errors: [
+          ...(led ? [] : ["etcdserver: no leader"]),
+          ...c.alarms.map((a) => `memberID:${a.memberID} alarm:${a.alarm} `),
+        ],
       },
     });
   },
