@@ -1,0 +1,89 @@
+/**
+ * `deno task diagnose` against the strict replaying `$`: every node is asked at once, the
+ * calls that cannot answer without a leader are never made, nothing that changes the cluster
+ * is sent, and the verdict comes out as a table with reasons (stderr) or one JSON object.
+ */
+
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { main as diagnose } from "../tasks/diagnose.ts";
+import { fakeWorld, type Recording } from "./replay.ts";
+import { fxFor, NODES, NODES_FLAG, rec, T, tempOut } from "./scenario.ts";
+
+const [N10, N11, N12] = NODES;
+const triage = (name: string) =>
+  readFileSync(new URL(`../fixtures/talosctl-triage/${name}`, import.meta.url), "utf8");
+const MUTATING = / reset | bootstrap | alarm disarm| reboot | remove-member | defrag/;
+
+const version = (n: string): Recording => ({
+  cmd: T(n, "version"),
+  stdout: fxFor("version.txt", n),
+});
+const unreachable = (cmd: string, n: string): Recording => ({
+  cmd,
+  stderr: fxFor("service-etcd.connection-refused.direct.err.txt", n),
+  code: 1,
+});
+/** `etcd status` of one node: its row of a triage sample. */
+function statusOf(n: string, sample: string): Recording {
+  const [header, ...rows] = triage(sample).split("\n").filter((l) => l.trim() !== "");
+  return {
+    cmd: T(n, "etcd", "status"),
+    stdout: `${header}\n${rows.find((r) => r.startsWith(`${n} `))}\n`,
+  };
+}
+
+Deno.test("diagnose: one member crash-loops while two hold quorum: replace it, exit 0, nothing sent", async () => {
+  const w = fakeWorld([
+    ...NODES.map(version),
+    rec.service(N10, "service-etcd.running-ok.txt"),
+    rec.service(N11, "service-etcd.running-ok.txt"),
+    { cmd: T(N12, "service", "etcd"), stdout: triage("service-etcd.crashloop-corrupt-check.txt") },
+    statusOf(N10, "etcd-status.one-node-down.txt"),
+    statusOf(N11, "etcd-status.one-node-down.txt"),
+    unreachable(T(N12, "etcd", "status"), N12),
+    ...[N10, N11].flatMap((n) => [
+      rec.alarms(n, "etcd-alarm-list.empty.txt"),
+      { cmd: T(n, "etcd", "members"), stdout: triage("etcd-members.before-remove.txt") },
+    ]),
+  ]);
+  const code = await diagnose([...NODES_FLAG, "--out", tempOut(), "--json"], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  assert.deepEqual(w.replay.callsMatching(MUTATING), []);
+  const json = JSON.parse(w.stdout());
+  assert.equal(json.verdict, "replace");
+  assert.deepEqual(json.replace, [N12]);
+  assert.equal(json.seed, null, "no copies in OUT: no seed named");
+  assert.match(json.reasons.join("\n"), /192\.168\.53\.12 is bad: .*found data inconsistency/);
+  const n12 = json.nodes.find((n: { node: string }) => n.node === N12);
+  assert.equal(n12.memberId, "d2c3b4a596877869");
+  assert.equal(n12.role, "crash loop");
+  assert.equal(n12.service.state, "Waiting");
+  assert.match(w.stderr(), /verdict: replace/);
+  assert.match(w.stderr(), /etcd remove-member d2c3b4a596877869/, "the next command is printed");
+});
+
+Deno.test("diagnose: no leader anywhere: rebuild, and alarm list and members are never asked", async () => {
+  // Strict replay: an `etcd alarm list` (it would block ~12 minutes) fails the test.
+  const w = fakeWorld([
+    ...NODES.map((n) => n === N11 ? version(n) : unreachable(T(n, "version"), n)),
+    unreachable(T(N10, "service", "etcd"), N10),
+    rec.service(N11, "service-etcd.running-ok.txt"),
+    unreachable(T(N12, "service", "etcd"), N12),
+    unreachable(T(N10, "etcd", "status"), N10),
+    statusOf(N11, "etcd-status.no-leader.txt"),
+    unreachable(T(N12, "etcd", "status"), N12),
+  ]);
+  const code = await diagnose(NODES_FLAG, w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  assert.match(w.stderr(), /verdict: rebuild/);
+  assert.match(w.stderr(), /no etcd member follows a leader .*quorum is lost/);
+  assert.match(w.stderr(), /NODE +TALOS +ETCD/, "the evidence table");
+  assert.match(
+    w.stderr(),
+    /deno task recover --nodes 192\.168\.53\.10,192\.168\.53\.11,192\.168\.53\.12/,
+  );
+  assert.equal(w.stdout(), "", "data only with --json");
+});
