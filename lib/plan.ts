@@ -108,6 +108,17 @@ function helpers(talosctl: string): Record<string, Helper> {
       ],
       uses: ["talos"],
     },
+    voter: {
+      doc:
+        "voter VIA NODE: `etcd members` on VIA lists NODE as a voter, and NODE's etcd is healthy",
+      body: [
+        "voter() {",
+        '  local m; m=$(talos "$1" etcd members) || return 1',
+        `  grep -F "https://$2:2380" <<<"$m" | grep -q ' false$' && etcd_is "$2" HEALTH OK`,
+        "}",
+      ],
+      uses: ["talos", "etcd_is"],
+    },
   };
 }
 

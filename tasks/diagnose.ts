@@ -14,25 +14,11 @@
  * Usage:    deno task diagnose --nodes A,B,C [--out DIR] [--json]
  */
 
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import type { Ctx } from "../lib/context.ts";
 import type { Deps } from "../lib/deps.ts";
-import { InterruptedError, RecoveryError } from "../lib/errors.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
-import { askCluster, lookAtEtcd } from "../lib/cluster.ts";
-import { MANIFEST_FILE } from "../lib/manifest.ts";
-import { inspectCopies, type Inspection } from "../lib/inspect.ts";
-import { type EtcdStatusRow, tail } from "../lib/parse.ts";
-import { shellLine, sub, talos, talosArgv } from "../lib/talosctl.ts";
-import {
-  type CopiesEvidence,
-  decide,
-  type Decision,
-  nextSteps,
-  type NodeEvidence,
-  type TriageInput,
-} from "../lib/triage.ts";
+import { gather, statusRows } from "../lib/evidence.ts";
+import { shellLine, talosArgv } from "../lib/talosctl.ts";
+import { decide, type Decision, nextSteps, type TriageInput } from "../lib/triage.ts";
 
 export const task: TaskDef = {
   name: "diagnose",
@@ -57,72 +43,6 @@ export const task: TaskDef = {
     ctx.log.raw(next.join("\n"));
   },
 };
-
-/** Every look, at every node at once; then the copies, when OUT holds them. */
-export async function gather(ctx: Ctx): Promise<TriageInput> {
-  const evidence = new Map<string, NodeEvidence>();
-  const step = "diagnose";
-  await Promise.all(ctx.opts.nodes.map(async (node) => {
-    const [version, service] = await Promise.all([
-      talos(ctx, node, sub.version(), { step }),
-      lookAtEtcd(ctx, node, step).catch(errorOf),
-    ]);
-    const tag = /Server:[\s\S]*?Tag:\s*(\S+)/.exec(version.stdout)?.[1];
-    evidence.set(node, {
-      version: version.code === 0 && tag
-        ? { tag }
-        : { error: tail(version.stderr, 1).trim() || `exit ${version.code}` },
-      service: "error" in service
-        ? service
-        : service.kind === "up"
-        ? service.info
-        : { error: service.detail },
-    });
-  }));
-  const view = await askCluster(ctx, ctx.opts.nodes[0], step);
-  for (const [node, row] of view.status) evidence.get(node)!.status = row;
-  return {
-    nodes: ctx.opts.nodes,
-    evidence,
-    members: view.members,
-    alarms: view.alarms,
-    copies: await copiesEvidence(ctx),
-  };
-}
-
-/** The copies' comparison, or undefined when OUT holds no extraction. */
-async function copiesEvidence(ctx: Ctx): Promise<CopiesEvidence | undefined> {
-  if (!existsSync(join(ctx.opts.out, MANIFEST_FILE))) return undefined;
-  let insp: Inspection;
-  try {
-    insp = await inspectCopies(ctx);
-  } catch (error) {
-    if (error instanceof InterruptedError) throw error;
-    return { compared: [], outside: [], notCompared: errorOf(error).error };
-  }
-  const readable = insp.rows.filter((r) => r.status).map((r) => r.node);
-  const missing = ctx.opts.nodes.filter((n) => !readable.includes(n));
-  const cmp = insp.comparison;
-  const notCompared = [
-    missing.length > 0 ? `no usable copy of ${missing.join(", ")}` : "",
-    !cmp ? "the copies could not be compared" : "",
-  ].filter(Boolean).join("; ");
-  return {
-    compared: cmp ? readable : [],
-    majority: cmp?.majority?.nodes,
-    outside: cmp?.majority ? readable.filter((n) => !cmp.majority!.nodes.includes(n)) : [],
-    majorityPick: cmp?.majorityPick?.node,
-    notCompared: notCompared || undefined,
-  };
-}
-
-function statusRows(input: TriageInput): Map<string, EtcdStatusRow> {
-  const rows = new Map<string, EtcdStatusRow>();
-  for (const [node, e] of input.evidence) {
-    if (e.status && !("error" in e.status)) rows.set(node, e.status);
-  }
-  return rows;
-}
 
 /** The evidence per node, one row each. */
 export function evidenceTable(input: TriageInput, d: Decision): string {
@@ -181,13 +101,6 @@ export function diagnoseJson(input: TriageInput, d: Decision) {
         status: e.status ?? null,
       };
     }),
-  };
-}
-
-function errorOf(error: unknown): { error: string } {
-  if (error instanceof InterruptedError) throw error;
-  return {
-    error: error instanceof RecoveryError || error instanceof Error ? error.message : String(error),
   };
 }
 

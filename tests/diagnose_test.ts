@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { main as diagnose } from "../tasks/diagnose.ts";
+import { main as replace } from "../tasks/replace.ts";
 import { fakeWorld, type Recording } from "./replay.ts";
 import { fxFor, NODES, NODES_FLAG, rec, T, tempOut } from "./scenario.ts";
 
@@ -86,4 +87,87 @@ Deno.test("diagnose: no leader anywhere: rebuild, and alarm list and members are
     /deno task recover --nodes 192\.168\.53\.10,192\.168\.53\.11,192\.168\.53\.12/,
   );
   assert.equal(w.stdout(), "", "data only with --json");
+});
+
+/** The looks of diagnose on the cluster where .12 crash-loops (quorum on .10, .11). */
+function badMemberLooks(): Recording[] {
+  return [
+    ...NODES.map(version),
+    rec.service(N10, "service-etcd.running-ok.txt"),
+    rec.service(N11, "service-etcd.running-ok.txt"),
+    { cmd: T(N12, "service", "etcd"), stdout: triage("service-etcd.crashloop-corrupt-check.txt") },
+    statusOf(N10, "etcd-status.one-node-down.txt"),
+    statusOf(N11, "etcd-status.one-node-down.txt"),
+    unreachable(T(N12, "etcd", "status"), N12),
+    ...[N10, N11].flatMap((n) => [
+      rec.alarms(n, "etcd-alarm-list.empty.txt"),
+      { cmd: T(n, "etcd", "members"), stdout: triage("etcd-members.before-remove.txt") },
+    ]),
+  ];
+}
+
+/** The looks of diagnose once every member votes again (no alarm). */
+function healthyLooks(): Recording[] {
+  return [
+    ...NODES.map(version),
+    ...NODES.map((n) => rec.service(n, "service-etcd.running-ok.txt")),
+    ...NODES.map((n) => rec.etcdStatus(n, "etcd-status.all-nodes.txt")),
+    ...NODES.flatMap((n) => [
+      rec.alarms(n, "etcd-alarm-list.empty.txt"),
+      rec.members(n, "etcd-members.txt"),
+    ]),
+  ];
+}
+
+Deno.test("replace: removes the bad member on the leader, resets only that node, waits until it votes", async () => {
+  const out = tempOut();
+  const resetOf12 = rec.reset(N12);
+  const w = fakeWorld([
+    ...badMemberLooks(),
+    { cmd: T(N11, "etcd", "remove-member", "d2c3b4a596877869"), stdout: "" },
+    resetOf12,
+    rec.refused(N12),
+    rec.service(N12, "service-etcd.running-learner.txt"),
+    { cmd: T(N11, "etcd", "members"), stdout: triage("etcd-members.unstarted.txt") },
+    rec.service(N12, "service-etcd.running-ok.txt"),
+    rec.members(N11, "etcd-members.txt"),
+    rec.alarms(N11, "etcd-alarm-list.empty.txt"),
+    ...healthyLooks(),
+  ]);
+  const code = await replace([...NODES_FLAG, "--out", out, "--yes"], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  const mutating = w.replay.callsMatching(MUTATING);
+  assert.deepEqual(mutating, [T(N11, "etcd", "remove-member", "d2c3b4a596877869"), resetOf12.cmd]);
+  assert.match(
+    w.stderr(),
+    /\+ talosctl -e 192\.168\.53\.11 -n 192\.168\.53\.11 etcd remove-member/,
+  );
+  assert.match(w.stderr(), /ok: healthy: /);
+});
+
+Deno.test("replace refuses any other verdict (exit 2), sending nothing", async () => {
+  const w = fakeWorld(healthyLooks());
+  const code = await replace([...NODES_FLAG, "--out", tempOut(), "--yes"], w.deps);
+  assert.equal(code, 2);
+  w.replay.assertDone();
+  assert.deepEqual(w.replay.callsMatching(MUTATING), []);
+  assert.match(w.stderr(), /The verdict is healthy, not replace/);
+});
+
+Deno.test("replace without a terminal prints its plan: remove-member, reset of that node only, the wait", async () => {
+  const w = fakeWorld(badMemberLooks());
+  const code = await replace([...NODES_FLAG, "--out", tempOut()], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  assert.deepEqual(w.replay.callsMatching(MUTATING), []);
+  const plan = w.stdout();
+  assert.ok(plan.includes("talos 192.168.53.11 etcd remove-member d2c3b4a596877869"), plan);
+  assert.ok(plan.includes(`talos ${N12} reset --system-labels-to-wipe EPHEMERAL`), plan);
+  assert.ok(!/talos 192\.168\.53\.1[01] reset/.test(plan), "no healthy node is reset");
+  assert.match(
+    plan,
+    /wait_for '192\.168\.53\.12 to vote' 600 voter 192\.168\.53\.11 192\.168\.53\.12/,
+  );
+  assert.match(plan, /\nvoter\(\) \{/);
 });

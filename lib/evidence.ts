@@ -1,0 +1,87 @@
+/**
+ * The evidence of a triage: every node looked at once (`version`, `service etcd`, `etcd
+ * status`; members and alarms only of nodes that follow a leader), and the copies in OUT
+ * compared when it holds an extraction. The decision itself is `decide` (triage.ts).
+ */
+
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Ctx } from "./context.ts";
+import { InterruptedError } from "./errors.ts";
+import { askCluster, lookAtEtcd } from "./cluster.ts";
+import { MANIFEST_FILE } from "./manifest.ts";
+import { inspectCopies, type Inspection } from "./inspect.ts";
+import { type EtcdStatusRow, tail } from "./parse.ts";
+import { sub, talos } from "./talosctl.ts";
+import type { CopiesEvidence, NodeEvidence, TriageInput } from "./triage.ts";
+
+/** Every look, at every node at once; then the copies, when OUT holds them. */
+export async function gather(ctx: Ctx): Promise<TriageInput> {
+  const evidence = new Map<string, NodeEvidence>();
+  const step = "diagnose";
+  await Promise.all(ctx.opts.nodes.map(async (node) => {
+    const [version, service] = await Promise.all([
+      talos(ctx, node, sub.version(), { step }),
+      lookAtEtcd(ctx, node, step).catch(errorOf),
+    ]);
+    const tag = /Server:[\s\S]*?Tag:\s*(\S+)/.exec(version.stdout)?.[1];
+    evidence.set(node, {
+      version: version.code === 0 && tag
+        ? { tag }
+        : { error: tail(version.stderr, 1).trim() || `exit ${version.code}` },
+      service: "error" in service
+        ? service
+        : service.kind === "up"
+        ? service.info
+        : { error: service.detail },
+    });
+  }));
+  const view = await askCluster(ctx, ctx.opts.nodes[0], step);
+  for (const [node, row] of view.status) evidence.get(node)!.status = row;
+  return {
+    nodes: ctx.opts.nodes,
+    evidence,
+    members: view.members,
+    alarms: view.alarms,
+    copies: await copiesEvidence(ctx),
+  };
+}
+
+/** The copies' comparison, or undefined when OUT holds no extraction. */
+async function copiesEvidence(ctx: Ctx): Promise<CopiesEvidence | undefined> {
+  if (!existsSync(join(ctx.opts.out, MANIFEST_FILE))) return undefined;
+  let insp: Inspection;
+  try {
+    insp = await inspectCopies(ctx);
+  } catch (error) {
+    if (error instanceof InterruptedError) throw error;
+    return { compared: [], outside: [], notCompared: errorOf(error).error };
+  }
+  const readable = insp.rows.filter((r) => r.status).map((r) => r.node);
+  const missing = ctx.opts.nodes.filter((n) => !readable.includes(n));
+  const cmp = insp.comparison;
+  const notCompared = [
+    missing.length > 0 ? `no usable copy of ${missing.join(", ")}` : "",
+    !cmp ? "the copies could not be compared" : "",
+  ].filter(Boolean).join("; ");
+  return {
+    compared: cmp ? readable : [],
+    majority: cmp?.majority?.nodes,
+    outside: cmp?.majority ? readable.filter((n) => !cmp.majority!.nodes.includes(n)) : [],
+    majorityPick: cmp?.majorityPick?.node,
+    notCompared: notCompared || undefined,
+  };
+}
+
+export function statusRows(input: TriageInput): Map<string, EtcdStatusRow> {
+  const rows = new Map<string, EtcdStatusRow>();
+  for (const [node, e] of input.evidence) {
+    if (e.status && !("error" in e.status)) rows.set(node, e.status);
+  }
+  return rows;
+}
+
+function errorOf(error: unknown): { error: string } {
+  if (error instanceof InterruptedError) throw error;
+  return { error: error instanceof Error ? error.message : String(error) };
+}

@@ -1,0 +1,163 @@
+/**
+ * Replacing one bad member while a quorum of healthy members keeps etcd (and the Kubernetes
+ * API) up: `etcd remove-member <hex id>` on a healthy node, a reset of only the bad node (its
+ * etcd comes back empty and Talos adds it again as a learner, which etcd promotes once it has
+ * caught up), then a wait until it votes. The healthy nodes are never reset, rebooted or
+ * bootstrapped; no write is lost (the majority holds every one).
+ */
+
+import { type Ctx, SKIPPED, step } from "./context.ts";
+import { StepError } from "./errors.ts";
+import { describe, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "./cluster.ts";
+import { Journal } from "./journal.ts";
+import { isLearnerRpc, memberForNode, parseAlarms, parseMembers } from "./parse.ts";
+import { poll } from "./poll.ts";
+import { commandFailure, sub, talos, talosOk } from "./talosctl.ts";
+import { talosPlan, waitForPlan } from "./plan.ts";
+
+/** The reset of a bad member: only EPHEMERAL (its etcd), at once, no graceful leave. */
+export const REPLACE_RESET = sub.reset(["EPHEMERAL"]);
+
+/** `etcd remove-member ID` (hex, as `etcd members` prints it; Talos v1.13 takes no other form). */
+export const removeMember = (id: string) => ["etcd", "remove-member", id];
+
+/** When this OUT's journal saw the reset of `node` accepted by `replace` (ms), if it did. */
+export function replaceResetAt(out: string, node: string): number | undefined {
+  let at: number | undefined;
+  for (const e of Journal.readAll(out)) {
+    if (
+      e.type === "call" && e.step === `replace:${node}` && e.node === node && e.mutating &&
+      / reset( |$)/.test(e.command) && e.exitCode === 0
+    ) at = Date.parse(e.ts);
+  }
+  return at;
+}
+
+/**
+ * Replaces `node` (member `id`), asking `via` (a healthy voter) to remove it and to list the
+ * members while it rejoins. A reset already accepted in this OUT (an interrupted run) is not
+ * sent again: the node is waited for.
+ */
+export function replaceOne(ctx: Ctx, via: string, node: string, id: string | undefined) {
+  const name = `replace:${node}`;
+  return step(ctx, name, `Replacing ${node} (asking ${via})`, async () => {
+    const earlier = replaceResetAt(ctx.opts.out, node);
+    let sentAt = earlier;
+    if (earlier === undefined) {
+      if (id) await remove(ctx, via, id, name);
+      else ctx.log.info(`${node}: no member listed for it: nothing to remove`);
+      const r = await talos(ctx, node, REPLACE_RESET, { step: name, mutating: true });
+      if (r.code !== 0) throw commandFailure(ctx, node, REPLACE_RESET, r);
+      sentAt = ctx.deps.now();
+      ctx.clusterState = `${node} is being reset (its member removed); the others run etcd`;
+    } else {
+      ctx.log.info(
+        `${node}: its reset was accepted at ${new Date(earlier).toISOString()}: waiting`,
+      );
+    }
+    await awaitVoter(ctx, via, node, sentAt!);
+    ctx.clusterState = `${node} replaced: a voting member again`;
+    return earlier === undefined ? undefined : SKIPPED;
+  });
+}
+
+/** `remove-member`; NotFound (removed already, by an earlier run or by Talos) counts as done. */
+async function remove(ctx: Ctx, via: string, id: string, name: string): Promise<void> {
+  const args = removeMember(id);
+  const r = await talos(ctx, via, args, { step: name, mutating: true });
+  if (r.code === 0) return;
+  if (/code = NotFound|member not found/.test(r.stderr)) {
+    ctx.log.info(`member ${id} is not listed any more: already removed`);
+    return;
+  }
+  throw commandFailure(
+    ctx,
+    via,
+    args,
+    r,
+    /unhealthy cluster|re-configuration failed/.test(r.stderr)
+      ? "etcd refuses: removing this member would break the active quorum; run diagnose again"
+      : undefined,
+  );
+}
+
+/**
+ * Until `node`'s etcd (restarted since `sinceMs`) runs with HEALTH OK and `via` lists it as a
+ * voter. A learner and an unstarted member (no name yet) are expected on the way.
+ */
+export async function awaitVoter(ctx: Ctx, via: string, node: string, sinceMs: number) {
+  const name = `replace:${node}`;
+  let wentDown = false;
+  await poll(ctx, {
+    what: `"${node}" to come back as a healthy voting member`,
+    intervalMs: SERVICE_POLL_MS,
+    timeoutMs: ctx.opts.timeoutMs,
+    check: async () => {
+      const look = await lookAtEtcd(ctx, node, name);
+      if (look.kind === "down") {
+        wentDown = true;
+        return { done: false, state: describe(look) };
+      }
+      if (!wentDown && !startedWithin(look.info, ctx.deps.now() - sinceMs)) {
+        return { done: false, state: `${describe(look)} (not restarted since its reset yet)` };
+      }
+      if (look.info.state === "Failed") {
+        throw new StepError(`etcd on "${node}" failed after its reset: ${describe(look)}`, {
+          hint: `look at talosctl -n ${node} logs etcd; run diagnose again`,
+        });
+      }
+      const learnerRpc = isLearnerRpc(look.info.lastHealthMessage ?? "");
+      if (look.info.state !== "Running" || (look.info.health !== "OK" && !learnerRpc)) {
+        return { done: false, state: describe(look) };
+      }
+      const members = parseMembers(await talosOk(ctx, via, sub.members(), { step: name }));
+      const me = memberForNode(members, node);
+      if (!me) return { done: false, state: `running; "${via}" does not list it yet` };
+      if (me.learner || learnerRpc) return { done: false, state: "a learner, catching up" };
+      return { done: true, value: undefined };
+    },
+  });
+}
+
+/** Disarms every alarm on `via` and checks the list is empty after. */
+export async function clearAlarms(ctx: Ctx, via: string): Promise<void> {
+  const before = parseAlarms(await talosOk(ctx, via, sub.alarmList(), { step: "disarm" }));
+  if (before.length === 0) return ctx.log.ok(`${via}: no alarm listed`);
+  await talosOk(ctx, via, sub.alarmDisarm(), { step: "disarm", mutating: true });
+  const after = parseAlarms(await talosOk(ctx, via, sub.alarmList(), { step: "disarm" }));
+  if (after.length > 0) {
+    throw new StepError(
+      `"${via}" still lists ${after.map((a) => `${a.alarm} (member ${a.member})`).join(", ")}`,
+      { hint: "an alarm raised again means a member is still bad: run diagnose again" },
+    );
+  }
+  ctx.log.ok(`${via}: ${before.map((a) => a.alarm).join(", ")} disarmed; the list is empty`);
+}
+
+/** The commands of a replacement, as bash. */
+export function replacePlan(
+  ctx: Ctx,
+  via: string,
+  bad: { node: string; memberId?: string }[],
+  alarms: boolean,
+): string[] {
+  const seconds = ctx.opts.timeoutMs / 1000;
+  return [
+    `# Replace ${
+      bad.map((b) => b.node).join(", ")
+    }, one at a time; ${via} and the others keep etcd up`,
+    ...bad.flatMap((b) => [
+      ...(b.memberId ? [talosPlan(via, removeMember(b.memberId))] : []),
+      talosPlan(b.node, REPLACE_RESET),
+      `# it comes back with an empty etcd, joins as a learner and is promoted by etcd itself`,
+      waitForPlan(`${b.node} to vote`, seconds, `voter ${via} ${b.node}`),
+    ]),
+    ...(alarms
+      ? [
+        "# an alarm survives the removal of its member: clear it, the list must then be empty",
+        talosPlan(via, sub.alarmDisarm()),
+        `test -z "$(${talosPlan(via, sub.alarmList())})"`,
+      ]
+      : []),
+  ];
+}
