@@ -20,7 +20,7 @@ import { type Ctx, step } from "../lib/context.ts";
 import type { Deps } from "../lib/deps.ts";
 import { RefusedError, StepError } from "../lib/errors.ts";
 import { humanizeBytes } from "../lib/humanize.ts";
-import { agreement, inspectCopies, type Inspection } from "../lib/inspect.ts";
+import { agreement, inspectCopies, type Inspection, notComparedReason } from "../lib/inspect.ts";
 import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
 import { printPlan } from "../lib/confirm.ts";
 import { shellLine } from "../lib/talosctl.ts";
@@ -159,8 +159,11 @@ export function statusTable(
     !r.intact ? "no" : insp.manifest.copies[r.node] ? "yes" : "unverified",
     agreement(insp, r.node),
     r.problem ??
-      [r.node === seed ? "seed" : "", r.status?.crossCheck ?? ""].filter(Boolean)
-        .join("; "),
+      [
+        r.node === seed ? "seed" : "",
+        notComparedReason(insp, r.node) ? `not compared: ${notComparedReason(insp, r.node)}` : "",
+        r.status?.crossCheck ?? "",
+      ].filter(Boolean).join("; "),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   return [header, ...rows].map((cells) =>
@@ -175,15 +178,19 @@ export function statusJson(insp: Inspection, withheld?: Error) {
     seed: choice?.seed ?? null,
     revision: choice?.revision ?? null,
     seedWithheld: withheld?.message ?? null,
-    agreement: cmp
-      ? {
-        range: cmp.range,
-        allAgree: cmp.allAgree,
-        groups: cmp.groups.map((g) => ({ historyHash: g.historyHash, nodes: g.nodes })),
-        highestDisagrees: cmp.highestDisagrees,
-        majorityPick: cmp.majorityPick?.node ?? null,
-      }
-      : null,
+    agreement: {
+      compared: cmp.range !== undefined,
+      /** Why nothing was compared (null when copies were). */
+      reason: cmp.unavailable ?? null,
+      range: cmp.range ?? null,
+      allAgree: cmp.allAgree,
+      groups: cmp.groups.map((g) => ({ historyHash: g.historyHash, nodes: g.nodes })),
+      majority: cmp.majority?.nodes ?? null,
+      outside: cmp.outside,
+      notCompared: cmp.notCompared,
+      highestDisagrees: cmp.highestDisagrees,
+      majorityPick: cmp.majorityPick?.node ?? null,
+    },
     copies: insp.rows.map((r) => ({
       node: r.node,
       file: r.file,
@@ -191,6 +198,7 @@ export function statusJson(insp: Inspection, withheld?: Error) {
       verified: Boolean(insp.manifest.copies[r.node]),
       sha256: insp.manifest.copies[r.node]?.sha256 ?? null,
       agrees: agreement(insp, r.node),
+      notCompared: notComparedReason(insp, r.node) ?? null,
       problem: r.problem ?? null,
       crossCheck: r.status?.crossCheck ?? null,
       ...(r.status

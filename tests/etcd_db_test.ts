@@ -28,7 +28,7 @@ import {
   readRevision,
   readStatus,
 } from "../lib/etcd_db.ts";
-import { commonHistoryRange, compareCopies, type CopyHistory } from "../lib/etcd_db_compare.ts";
+import { compareCopies, type CopyHistory, planComparison } from "../lib/etcd_db_compare.ts";
 import {
   formatStatusJson,
   formatStatusSimple,
@@ -637,7 +637,9 @@ Deno.test("keyHistoryHash() of two clusters agrees up to where they diverge, and
   const b = join(FIXTURES, "history-b.rev46.db");
   assert.equal((await keyHistoryHash(a, 21)).hash, (await keyHistoryHash(b, 21)).hash);
   assert.notEqual((await keyHistoryHash(a, 22)).hash, (await keyHistoryHash(b, 22)).hash);
-  assert.equal((await keyHistoryHash(a, 31, 21)).entries, 10);
+  // Compacted at 21: the 20 keys of revisions 2-21 as kept there, then revisions 22-31.
+  const view = await keyHistoryHash(a, 31, 21);
+  assert.deepEqual([view.entries, view.kept], [30, 20]);
 });
 
 Deno.test("keyHistoryHash() refuses a range below the copy's compaction or above its revision", async () => {
@@ -701,7 +703,7 @@ async function historyOf(names: Record<string, string>): Promise<CopyHistory[]> 
       };
     }),
   );
-  const range = commonHistoryRange(copies);
+  const range = planComparison(copies).range!;
   return Promise.all(copies.map(async (c) => ({
     node: c.node,
     revision: c.revision,
@@ -771,18 +773,54 @@ Deno.test("compareCopies() refuses copies hashed over different ranges, and no c
     /Copies were hashed over different ranges: "a" \(0, 10\], "b" \(0, 11\]/,
   );
   assert.throws(() => compareCopies([]), /No copies to compare/);
-  assert.throws(() => commonHistoryRange([]), /No copies to compare/);
+  assert.deepEqual(planComparison([]), { compared: [], notCompared: [] });
 });
 
-Deno.test("commonHistoryRange() spans from the highest compaction to the lowest revision", () => {
+Deno.test("planComparison() spans from the highest compaction to the lowest revision, and leaves out a copy below that compaction", () => {
   assert.deepEqual(
-    commonHistoryRange([
-      { revision: 40, compactRevision: 3 },
-      { revision: 31, compactRevision: 10 },
-      { revision: 50, compactRevision: 0 },
+    planComparison([
+      { node: "a", revision: 40, compactRevision: 3 },
+      { node: "b", revision: 31, compactRevision: 10 },
+      { node: "c", revision: 50, compactRevision: 0 },
     ]),
-    { sinceRevision: 10, uptoRevision: 31 },
+    { range: { sinceRevision: 10, uptoRevision: 31 }, compared: ["a", "b", "c"], notCompared: [] },
   );
+  // Compacted at the lowest revision: (C, R] is empty, still a view (the keys as of 31).
+  assert.deepEqual(
+    planComparison([
+      { node: "a", revision: 31, compactRevision: 0 },
+      { node: "b", revision: 41, compactRevision: 31 },
+    ]).range,
+    { sinceRevision: 31, uptoRevision: 31 },
+  );
+  const behind = planComparison([
+    { node: "a", revision: 20, compactRevision: 0 },
+    { node: "b", revision: 41, compactRevision: 31 },
+    { node: "c", revision: 45, compactRevision: 0 },
+  ]);
+  assert.deepEqual(behind.range, { sinceRevision: 31, uptoRevision: 41 });
+  assert.deepEqual(behind.compared, ["b", "c"]);
+  assert.deepEqual(behind.notCompared, [{
+    node: "a",
+    reason:
+      'its revision 20 is below the compaction of "b" (31), which no longer holds the history this copy ends in',
+  }]);
+});
+
+Deno.test("compareCopies() counts copies not compared against the majority", () => {
+  const h = (hash: number) => ({ hash, sinceRevision: 0, uptoRevision: 10 });
+  const two = compareCopies(
+    [{ node: "a", revision: 12, history: h(1) }, { node: "b", revision: 11, history: h(1) }],
+    { notCompared: [{ node: "c", reason: "x" }] },
+  );
+  assert.deepEqual(two.majority?.nodes, ["a", "b"], "2 of 3 nodes");
+  assert.equal(two.allAgree, false, "c was not compared");
+  const none = compareCopies(
+    [{ node: "a", revision: 12, history: h(1) }, { node: "b", revision: 11, history: h(1) }],
+    { notCompared: [{ node: "c", reason: "x" }, { node: "d", reason: "y" }] },
+  );
+  assert.equal(none.majority, undefined, "2 of 4 nodes is no majority");
+  assert.deepEqual(none.outside, ["a", "b"]);
 });
 
 // ---------------------------------------------------------------------------------------------
