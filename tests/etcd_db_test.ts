@@ -54,6 +54,8 @@ interface Expect {
   lease?: string;
   hashKV?: number;
   hashKVat21?: number;
+  /** etcd's HashKV at each revision, taken after the copy's compaction. */
+  hashKVCompacted?: Record<string, number>;
 }
 
 const fixture = (name: string, suffix: string) =>
@@ -640,6 +642,40 @@ Deno.test("keyHistoryHash() of two clusters agrees up to where they diverge, and
   // Compacted at 21: the 20 keys of revisions 2-21 as kept there, then revisions 22-31.
   const view = await keyHistoryHash(a, 31, 21);
   assert.deepEqual([view.entries, view.kept], [30, 20]);
+});
+
+Deno.test("keyHistoryHash() at a compaction equals etcd's own HashKV after it, on the compacted copy and on copies never compacted", async () => {
+  let checked = 0;
+  for (const name of dbFixtures.filter((f) => f.startsWith("compact-"))) {
+    const facts = expectOf(name);
+    if (!facts.hashKVCompacted) continue;
+    const { compactRevision } = await readHistorySpan(join(FIXTURES, name));
+    assert.ok(compactRevision > 0, name);
+    for (const [at, hash] of Object.entries(facts.hashKVCompacted)) {
+      const got = await keyHistoryHash(join(FIXTURES, name), Number(at), compactRevision);
+      assert.equal(got.hash, hash, `${name} at ${at}`);
+      checked++;
+    }
+  }
+  assert.equal(checked, 7);
+  // p at 36, never compacted, reduced to a compaction at 31: what p's etcd said once compacted.
+  const p = expectOf("compact-p.rev41.c31.db").hashKVCompacted!;
+  const never = await keyHistoryHash(join(FIXTURES, "compact-p.rev36.db"), 36, 31);
+  assert.equal(never.hash, p["36"]);
+  const raw = await keyHistoryHash(join(FIXTURES, "compact-p.rev36.db"), 36);
+  assert.notEqual(raw.hash, never.hash, "without the compaction, superseded entries count");
+  // (C, R] empty: the keys as of 31, alike whether the copy was compacted at 31 or not.
+  const compacted = await keyHistoryHash(join(FIXTURES, "compact-p.rev41.c31.db"), 31, 31);
+  const at31 = await keyHistoryHash(join(FIXTURES, "compact-p.rev31.db"), 31, 31);
+  assert.equal(compacted.hash, at31.hash);
+  // 20 keys live at 31 (20 first ones, 2 deleted, 2 new): every one kept, nothing after.
+  assert.deepEqual([at31.entries, at31.kept], [20, 20]);
+  const other = await keyHistoryHash(join(FIXTURES, "compact-q.rev46.db"), 31, 31);
+  assert.notEqual(other.hash, at31.hash, "q's writes after revision 21 differ");
+  await rejects(
+    () => keyHistoryHash(join(FIXTURES, "compact-p.rev31.db"), 30, 31),
+    /history up to revision 30 ends below the compaction it is taken at \(31\)/,
+  );
 });
 
 Deno.test("keyHistoryHash() refuses a range below the copy's compaction or above its revision", async () => {
@@ -1408,6 +1444,62 @@ Deno.test(
         assert.equal(s.revision, last);
         assert.equal(s.totalKeyLive, 51);
         assert.deepEqual(s.alarms.map((a) => a.type), ["CORRUPT"]);
+      }
+    } finally {
+      await etcd.stop();
+    }
+  },
+);
+
+Deno.test(
+  "keyHistoryHash() equals etcdctl endpoint hashkv --rev R of a live etcd after a compaction to C",
+  needs("etcd"),
+  async () => {
+    assertTool("etcd");
+    const dir = tempDir();
+    const etcd = await startEtcd(dir, { ports: "free", token: "etcd-db-hashkv" });
+    try {
+      const gw = etcd.gateway;
+      for (let i = 0; i < 20; i++) await gw.put(`/k/${i}`, `v${i}`);
+      for (let i = 0; i < 10; i++) await gw.put(`/k/${i}`, `w${i}`);
+      for (let i = 10; i < 14; i++) await gw.del(`/k/${i}`);
+      await gw.put("/k/10", "back after its deletion");
+      const compactAt = await gw.put("/k/mark", "c");
+      for (let i = 0; i < 5; i++) await gw.put(`/k/${i}`, `x${i}`); // supersede kept entries
+      await gw.del("/k/15");
+      const last = await gw.put("/k/end", "e");
+      await new Promise((r) => setTimeout(r, 300));
+      const before = join(dir, "before.db");
+      copyFileSync(etcd.dbPath, before);
+      await gw.compact(compactAt);
+      await new Promise((r) => setTimeout(r, 300));
+      const after = join(dir, "after.db");
+      copyFileSync(etcd.dbPath, after);
+      assert.deepEqual(await readHistorySpan(after), {
+        revision: last,
+        compactRevision: compactAt,
+      });
+      for (const at of [compactAt + 1, compactAt + 3, last]) {
+        const out = await etcdctl([
+          "--endpoints",
+          etcd.url,
+          "endpoint",
+          "hashkv",
+          "--rev",
+          String(at),
+          "-w",
+          "json",
+        ]);
+        assert.match(out, new RegExp(`"compact_revision":${compactAt}\\b`));
+        const expected = Number(out.match(/"hash":(\d+)/)?.[1]);
+        for (const path of [before, after]) {
+          const got = await keyHistoryHash(path, at, compactAt);
+          assert.equal(got.hash, expected, `${path} at ${at}`);
+          const status = await readStatus(path, {
+            history: { uptoRevision: at, sinceRevision: compactAt },
+          });
+          assert.equal(status.history?.hash, expected, `one pass: ${path} at ${at}`);
+        }
       }
     } finally {
       await etcd.stop();
