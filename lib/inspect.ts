@@ -332,13 +332,18 @@ function reportAgreement(ctx: Ctx, insp: Inspection): void {
   const unchecked = cmp.notCompared.filter((n) => insp.rows.find((r) => r.node === n.node)?.status)
     .map((n) => `"${n.node}" (${n.reason})`);
   if (unchecked.length > 0) ctx.log.warn(`NOT compared: ${unchecked.join(", ")}`);
+  const others = cmp.outside.filter((n) => n !== cmp.highest?.node).map((n) => `"${n}"`);
   if (cmp.allAgree) {
     ctx.log.ok(`every copy agrees on the history they all hold (${range})`);
   } else if (cmp.highestDisagrees) {
     ctx.log.warn(
       `the highest-revision copy ("${cmp.highest!.node}") DISAGREES with the majority (${
         cmp.majority!.nodes.join(", ")
-      }) on ${range}; the majority points to "${cmp.majorityPick?.node}"`,
+      }) on ${range}; the majority points to "${cmp.majorityPick?.node}"${
+        others.length > 0
+          ? ` (${others.join(", ")} ${others.length > 1 ? "disagree" : "disagrees"} too)`
+          : ""
+      }`,
     );
   } else if (cmp.majority && cmp.outside.length === 0) {
     ctx.log.ok(

@@ -56,6 +56,13 @@ export const task: TaskDef = {
     if (withheld) throw withheld;
     const { seed, revision } = insp.choice;
     ctx.log.ok(`seed: ${seed} (revision ${revision})`);
+    const pick = insp.comparison.highestDisagrees && insp.comparison.majorityPick;
+    if (pick && pick.node !== seed) {
+      ctx.log.warn(
+        `wipe and recover refuse seed ${seed} without --force (it disagrees with the majority): ` +
+          `use --seed ${pick.node} (revision ${pick.revision})`,
+      );
+    }
     if (ctx.opts.seed && ctx.opts.seed !== seed) {
       const mine = insp.rows.find((r) => r.node === ctx.opts.seed)?.status?.revision;
       ctx.log.warn(
