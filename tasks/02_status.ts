@@ -4,10 +4,12 @@
  * What:     checks each copy's sha256 against OUT/manifest.json, reads it with the native
  *           reader (revision, keys, size, hash, alarms stored inside, integrity), and, when
  *           etcdutl (or etcdctl 3.4 with ETCDCTL_API=3) is installed, reads it with that too
- *           and reports any disagreement loudly. Compares the copies' key history over the
- *           revisions they all hold. The seed is the highest revision (hashes of copies taken
- *           at the same moment differ between members), unless that copy disagrees with the
- *           majority: then wipe and recover refuse it without --force.
+ *           and reports any disagreement loudly. Compares the copies' key history, compaction
+ *           handled (etcd's HashKV after compacting to the highest compaction, up to the lowest
+ *           revision), names the majority, the copies outside it and any copy not compared (with
+ *           why). The seed is the highest revision (hashes of copies taken at the same moment
+ *           differ between members), unless that copy disagrees with the majority: then wipe
+ *           and recover refuse it without --force, as they refuse copies not compared.
  * Changes:  nothing.
  * Output:   a table on stderr for people; the seed's address alone on stdout (or --json), so
  *           `SEED=$(deno task status …)` works. While a copy is unusable: no seed, exit 2
