@@ -37,8 +37,11 @@ export class ByteSet {
   /** Open addressing, linear probing: member index + 1, or 0 for an empty slot. */
   #slots = new Int32Array(1 << 17);
 
-  /** Adds `key` if new, and marks it live or not. */
-  mark(key: Uint8Array, live: boolean): void {
+  /**
+   * Adds `key` if new, and marks it live or not. Returns the member's index (0, 1, … in the
+   * order keys were first seen), for callers that keep more per key in arrays of their own.
+   */
+  mark(key: Uint8Array, live: boolean): number {
     const h = fnv1a32(key);
     const slots = this.#slots;
     const mask = slots.length - 1;
@@ -46,7 +49,7 @@ export class ByteSet {
       const m = slots[s] - 1;
       if (m < 0) {
         this.#insert(s, h, key, live);
-        return;
+        return this.size - 1;
       }
       if (this.#hash[m] === h && this.#equals(m, key)) {
         const was = this.#alive[m] === 1;
@@ -54,7 +57,7 @@ export class ByteSet {
           this.#alive[m] = live ? 1 : 0;
           this.live += live ? 1 : -1;
         }
-        return;
+        return m;
       }
     }
   }

@@ -9,10 +9,12 @@ import type { DbAlarm, DbStatus, KeyHistoryHash } from "./etcd_db.ts";
 import { EtcdDbError, keyHistoryHash, readHistorySpan, readStatus } from "./etcd_db.ts";
 import { InterruptedError } from "./errors.ts";
 import {
-  commonHistoryRange,
   compareCopies,
   type CopyComparison,
   type HistoryRange,
+  notComparable,
+  type NotCompared,
+  planComparison,
 } from "./etcd_db_compare.ts";
 import { humanizeBytes } from "./humanize.ts";
 import { StatusToolError, toolStatus } from "./snapshot.ts";
@@ -126,24 +128,21 @@ function interrupted(path: string): InterruptedError {
 }
 
 /**
- * The range every copy holds, from the fast reads of `files`; undefined with fewer than two
- * readable copies or nothing in common. A copy that cannot be read is left out here: its full
- * read says why.
+ * The view to compare (`planComparison`), from the fast reads of `copies`; undefined when
+ * fewer than two can be compared. A copy that cannot be read is left out here: its full read
+ * says why.
  */
 export async function plannedRange(
   ctx: Ctx,
-  files: readonly string[],
+  copies: readonly { node: string; file: string }[],
 ): Promise<HistoryRange | undefined> {
-  const fast = (f: string) =>
-    ctx.deps.db.span(f).catch((error) => {
+  const fast = (c: { node: string; file: string }) =>
+    ctx.deps.db.span(c.file).then((span) => ({ node: c.node, ...span }), (error) => {
       if (error instanceof InterruptedError) throw error;
       return undefined;
     });
-  const spans = (await Promise.all(files.map(fast)))
-    .filter((s) => s !== undefined);
-  if (spans.length < 2) return undefined;
-  const range = commonHistoryRange(spans);
-  return range.uptoRevision > range.sinceRevision ? range : undefined;
+  const spans = (await Promise.all(copies.map(fast))).filter((s) => s !== undefined);
+  return planComparison(spans).range;
 }
 
 export interface CopyStatus {
@@ -222,16 +221,36 @@ export async function readCopy(
 }
 
 /**
- * Hashes every readable copy's key history over the range all of them hold and groups them.
- * Undefined with fewer than two copies.
+ * Hashes every readable copy's key history over one view (`planComparison`) and groups them.
+ * Never undefined: when copies cannot be compared the answer says why, for every node
+ * (`missing`: the nodes without a readable copy, with the reason).
  */
 export async function compareHistories(
   ctx: Ctx,
   copies: { node: string; file: string; status: CopyStatus }[],
-): Promise<CopyComparison | undefined> {
-  if (copies.length < 2) return undefined;
-  const range = commonHistoryRange(copies.map((c) => c.status));
-  if (range.uptoRevision <= range.sinceRevision) return undefined;
+  missing: readonly NotCompared[] = [],
+): Promise<CopyComparison> {
+  const plan = planComparison(copies.map((c) => ({
+    node: c.node,
+    revision: c.status.revision,
+    compactRevision: c.status.compactRevision,
+  })));
+  const notCompared = [...missing, ...plan.notCompared];
+  const range = plan.range;
+  if (!range) {
+    const reason = copies.length === 0
+      ? "no copy could be read"
+      : copies.length === 1
+      ? missing.length === 0
+        ? "there is only one copy: nothing to compare it with"
+        : "only one copy could be read: nothing to compare it with"
+      : `no other copy reaches the compaction of "${plan.compared[0]}"`;
+    return notComparable(
+      reason,
+      copies.map((c) => ({ node: c.node, revision: c.status.revision })),
+      notCompared,
+    );
+  }
   // Taken while each copy was read, unless the range changed since (a copy failed its read).
   const taken = (c: (typeof copies)[number]) => {
     const h = c.status.history;
@@ -239,11 +258,12 @@ export async function compareHistories(
       ? h
       : undefined;
   };
-  const histories = await Promise.all(copies.map(async (c) => ({
+  const compared = copies.filter((c) => plan.compared.includes(c.node));
+  const histories = await Promise.all(compared.map(async (c) => ({
     node: c.node,
     revision: c.status.revision,
     history: taken(c) ??
       await ctx.deps.db.history(c.file, range.uptoRevision, range.sinceRevision),
   })));
-  return compareCopies(histories);
+  return compareCopies(histories, { notCompared });
 }

@@ -123,16 +123,25 @@ export interface IntegrityReport {
   highWaterMark: number;
 }
 
-/** Hash of the key history between two revisions. */
+/**
+ * Hash of the key history as etcd's `HashByRev` takes it (`HashKV` in `etcdctl endpoint hashkv
+ * --rev`), for a store compacted at `sinceRevision` and read at `uptoRevision`.
+ */
 export interface KeyHistoryHash {
-  /** CRC-32C over "key", then each key and value with `sinceRevision < main ≤ uptoRevision`. */
+  /**
+   * CRC-32C over "key", then, in bucket order, each key and value of the `key` bucket with
+   * main revision ≤ `uptoRevision` that is either above `sinceRevision` or, at or below it,
+   * the latest revision ≤ `uptoRevision` of its user key and not a deletion.
+   */
   hash: number;
-  /** Exclusive lower bound used. */
+  /** The compaction the hash is taken at (exclusive lower bound of the full history). */
   sinceRevision: number;
-  /** Inclusive upper bound used. */
+  /** Inclusive upper bound. */
   uptoRevision: number;
-  /** Entries hashed. */
+  /** Entries hashed (`kept` included). */
   entries: number;
+  /** Entries at or below `sinceRevision` hashed: what a compaction there keeps and R still shows. */
+  kept: number;
   /** The copy's own revision. */
   revision: number;
   /** The copy's compaction: max of scheduled and finished compact revisions. */
@@ -201,10 +210,15 @@ export async function readStatus(
 ): Promise<DbStatus> {
   const db = await BoltDb.open(path);
   try {
-    const stretch = options.history && new HistoryStretch(options.history);
-    const { status, findings } = scan(db, true, stretch);
+    const view = options.history && new HistoryView(options.history);
+    const { status, findings } = scan(db, true, view);
     if (findings.total > 0) throw new EtcdDbError(path, findings.list());
-    if (stretch) status.history = stretch.result(status);
+    if (view) {
+      status.history = view.result({
+        revision: status.revision,
+        compactRevision: Math.max(status.scheduledCompactRev, status.finishedCompactRev),
+      });
+    }
     return status;
   } finally {
     db.close();
@@ -212,60 +226,166 @@ export async function readStatus(
 }
 
 /**
- * Where the `key` entries of a revision range lie in the `snapshot status` hash stream: they
- * are contiguous (the bucket is ordered by revision), so the CRC of that stretch follows from
- * the running CRC before and after it ({@linkcode crc32cSuffix}).
+ * etcd's `HashByRev` view of one copy, taken while the `key` bucket is walked (in revision
+ * order), whatever that copy's own compaction (as long as it is at or below `since`):
+ *
+ * - entries in `(since, upto]` are contiguous in the bucket, so their CRC follows from the
+ *   running CRC before and after them ({@linkcode crc32cSuffix});
+ * - of the entries at or below `since`, etcd hashes only those in `keyIndex.Keep(upto)`: per
+ *   user key, its latest revision ≤ `upto`, unless that is a deletion (etcd 3.4.23
+ *   `mvcc/kvstore.go` HashByRev, `key_index.go` keep/doCompact; 3.5 `mvcc/hash.go` alike).
+ *   An entry superseded at or below `upto` is left out, so a copy compacted at `since` and one
+ *   never compacted hash alike. Per user key one candidate is held (its position, CRC and
+ *   length, 12 bytes), found through the read's key set (`ByteSet` member index): memory grows
+ *   with the number of distinct keys, never with the size of the file.
+ *
+ * One deliberate difference: when no key at all is alive at `upto`, etcd hashes every entry
+ * at or below its compaction that is still in the file (`len(keep) > 0` in HashByRev), which
+ * depends on how far each member's compaction got; here nothing at or below `since` is hashed
+ * then, so copies of one history still agree.
  */
-class HistoryStretch {
+export class HistoryView {
   readonly since: number;
   readonly upto: number;
+  /** Entries of `(since, upto]`. */
   entries = 0;
   bytes = 0;
-  /** Running CRC before the first entry of the range, and after the last. */
+  /** Running CRC before the first entry of `(since, upto]`, and after the last. */
   before = 0;
   after = 0;
   started = false;
   ended = false;
-  /** False when the stretch is not what keyHistoryHash hashes (only in a damaged file). */
+  /** False when the view is not what etcd hashes (only in a damaged file). */
   usable = true;
+  /** Per key-set member: 1 + position of its candidate entry at or below `since`, or 0. */
+  #at = new Int32Array(1024);
+  #crc = new Int32Array(1024);
+  #length = new Int32Array(1024);
+  #position = 0;
+  /** The entry being visited: its place in the range, and the running CRC before it. */
+  #current: "kept" | "range" | "" = "";
+  #crcBefore = 0;
+  #member = -1;
+  #tombstone = false;
 
   constructor(range: { uptoRevision: number; sinceRevision: number }) {
     this.since = range.sinceRevision;
     this.upto = range.uptoRevision;
   }
 
-  /** Before an entry of `key` is hashed: whether it is in the range. */
-  enter(key: Uint8Array, value: Uint8Array, flags: number, crc: number): boolean {
+  /** Before an entry of `key` is hashed into the running CRC (`crc` so far). */
+  enter(key: Uint8Array, flags: number, crc: number): void {
+    this.#current = "";
+    this.#member = -1;
     const revision = revisionKeyProblem(key) ? -1 : mainRevision(key);
-    if (!(revision > this.since && revision <= this.upto)) {
+    if (revision < 0 || revision > this.upto) {
       if (this.started) this.ended = true;
-      return false;
+      return;
     }
-    // A sub-bucket hashes differently here; a gap means keys out of order.
-    if (this.ended || flags & BUCKET_LEAF_FLAG) this.usable = false;
+    // A sub-bucket hashes differently here.
+    if (flags & BUCKET_LEAF_FLAG) this.usable = false;
+    this.#crcBefore = crc;
+    this.#tombstone = key.length === TOMBSTONE_KEY_SIZE;
+    if (revision <= this.since) {
+      if (this.started) this.usable = false; // keys out of order
+      this.#current = "kept";
+      return;
+    }
+    if (this.ended) this.usable = false; // a gap: keys out of order
     if (!this.started) {
       this.started = true;
       this.before = crc;
     }
-    this.entries++;
-    this.bytes += key.length + value.length;
-    return true;
+    this.#current = "range";
   }
 
-  /** keyHistoryHash's answer, or undefined when it would refuse (it then says why). */
-  result(status: DbStatus): KeyHistoryHash | undefined {
-    const compactRevision = Math.max(status.scheduledCompactRev, status.finishedCompactRev);
-    if (!this.usable || this.since < compactRevision || this.upto > status.revision) return;
-    const stretch = this.started ? crc32cSuffix(this.after, this.before, this.bytes) : 0;
+  /** The user key of the entry being visited, as a member of the read's key set. */
+  member(m: number): void {
+    this.#member = m;
+  }
+
+  /** After the entry was hashed (`crc` now), `size` bytes of key and value. */
+  leave(crc: number, size: number): void {
+    const place = this.#current;
+    if (place === "") return;
+    this.#current = "";
+    const m = this.#member;
+    if (m < 0) {
+      this.usable = false; // no user key: a damaged value (the read says so)
+      return;
+    }
+    if (m >= this.#at.length) this.#grow(m);
+    if (place === "range") {
+      this.entries++;
+      this.bytes += size;
+      this.after = crc;
+      this.#at[m] = 0; // superseded at or below `upto`
+      return;
+    }
+    this.#position++;
+    if (this.#tombstone) {
+      this.#at[m] = 0;
+      return;
+    }
+    this.#at[m] = this.#position;
+    this.#crc[m] = crc32cSuffix(crc, this.#crcBefore, size);
+    this.#length[m] = size;
+  }
+
+  /** etcd's hash over the view (`revision` and `compactRevision` are the copy's). */
+  hash(): Pick<KeyHistoryHash, "hash" | "entries" | "kept"> {
+    const kept: number[] = [];
+    for (let m = 0; m < this.#at.length; m++) if (this.#at[m] > 0) kept.push(m);
+    kept.sort((a, b) => this.#at[a] - this.#at[b]);
+    let hash = crc32c(KEY_BUCKET);
+    for (const m of kept) hash = crc32cCombine(hash, this.#crc[m] >>> 0, this.#length[m]);
+    if (this.started) {
+      hash = crc32cCombine(hash, crc32cSuffix(this.after, this.before, this.bytes), this.bytes);
+    }
+    return { hash, entries: kept.length + this.entries, kept: kept.length };
+  }
+
+  /** The answer of keyHistoryHash, or undefined when it would refuse (it then says why). */
+  result(status: { revision: number; compactRevision: number }): KeyHistoryHash | undefined {
+    if (rangeProblem(this.since, this.upto, status) || !this.usable) return undefined;
     return {
-      hash: crc32cCombine(crc32c(KEY_BUCKET), stretch, this.bytes),
+      ...this.hash(),
       sinceRevision: this.since,
       uptoRevision: this.upto,
-      entries: this.entries,
       revision: status.revision,
-      compactRevision,
+      compactRevision: status.compactRevision,
     };
   }
+
+  #grow(m: number): void {
+    const n = Math.max(this.#at.length * 2, m + 1);
+    const bigger = (a: Int32Array) => {
+      const b = new Int32Array(n);
+      b.set(a);
+      return b;
+    };
+    this.#at = bigger(this.#at);
+    this.#crc = bigger(this.#crc);
+    this.#length = bigger(this.#length);
+  }
+}
+
+/** Why `(since, upto]` cannot be hashed on a copy, or undefined. */
+function rangeProblem(
+  since: number,
+  upto: number,
+  copy: { revision: number; compactRevision: number },
+): string | undefined {
+  if (since < copy.compactRevision) {
+    return `history from revision ${since} is compacted (up to revision ${copy.compactRevision})`;
+  }
+  if (upto > copy.revision) {
+    return `history up to revision ${upto} is missing (the copy ends at revision ${copy.revision})`;
+  }
+  if (upto < since) {
+    return `history up to revision ${upto} ends below the compaction it is taken at (${since})`;
+  }
+  return undefined;
 }
 
 /**
@@ -307,12 +427,13 @@ export async function checkIntegrity(path: string): Promise<IntegrityReport> {
 }
 
 /**
- * Hashes the key history like etcd's `HashKV`: CRC-32C over the bucket name `key`, then each
- * key and value whose main revision is in `(sinceRevision, uptoRevision]`. To compare copies,
- * hash each up to the lowest revision among them, from the highest `compactRevision` among
- * them (entries at or below a compaction may be gone from one copy and not another).
+ * Hashes the key history like etcd's `HashByRev` (`etcdctl endpoint hashkv --rev
+ * uptoRevision` of a member compacted at `sinceRevision`): see {@linkcode HistoryView}. Any
+ * copy whose own compaction is at or below `sinceRevision` and whose revision reaches
+ * `uptoRevision` gives the hash the member would, compacted or not; `uptoRevision` equal to
+ * `sinceRevision` hashes the keys as of that revision (etcd itself refuses that one).
  * @throws {EtcdDbError} when the file cannot be read, `sinceRevision` is below this copy's
- * compaction, or `uptoRevision` is above its revision
+ * compaction, `uptoRevision` is above its revision, or below `sinceRevision`
  */
 export async function keyHistoryHash(
   path: string,
@@ -326,36 +447,38 @@ export async function keyHistoryHash(
     const meta = readMetaBucket(db, root, findings);
     const compactRevision = Math.max(meta.scheduledCompactRev, meta.finishedCompactRev);
     const bucket = db.findBucket(root, KEY_BUCKET);
-    let hash = crc32cUpdate(0, KEY_BUCKET);
-    let entries = 0;
-    let revision = 0;
+    const view = new HistoryView({ uptoRevision, sinceRevision });
+    const keys = new ByteSet();
+    let crc = 0;
     let index = 0;
     if (bucket) {
-      db.walk(bucket, findings, (key, value) => {
+      db.walk(bucket, findings, (key, value, flags) => {
         const problem = revisionKeyProblem(key);
         if (problem) return findings.add(`bucket "key": entry ${index++} ${problem}`);
         index++;
-        revision = mainRevision(key);
-        if (revision > sinceRevision && revision <= uptoRevision) {
-          hash = crc32cUpdate(crc32cUpdate(hash, key), value);
-          entries++;
+        if (mainRevision(key) > uptoRevision) return; // nothing after the view counts
+        view.enter(key, flags, crc);
+        crc = crc32cUpdate(crc32cUpdate(crc, key), value);
+        try {
+          view.member(keys.mark(keyValueKey(value), key.length !== TOMBSTONE_KEY_SIZE));
+        } catch (error) {
+          if (!(error instanceof DecodeError)) throw error;
+          findings.add(`bucket "key": entry ${index - 1} ${error.message}`);
         }
+        view.leave(crc, key.length + value.length);
       });
     }
     if (findings.total > 0) throw new EtcdDbError(path, findings.list());
-    if (sinceRevision < compactRevision) {
-      throw new EtcdDbError(
-        path,
-        `history from revision ${sinceRevision} is compacted (up to revision ${compactRevision})`,
-      );
-    }
-    if (uptoRevision > revision) {
-      throw new EtcdDbError(
-        path,
-        `history up to revision ${uptoRevision} is missing (the copy ends at revision ${revision})`,
-      );
-    }
-    return { hash, sinceRevision, uptoRevision, entries, revision, compactRevision };
+    const copy = { revision: bucket ? lastRevision(db) : 0, compactRevision };
+    const problem = rangeProblem(sinceRevision, uptoRevision, copy);
+    if (problem) throw new EtcdDbError(path, problem);
+    return {
+      ...view.hash(),
+      sinceRevision,
+      uptoRevision,
+      revision: copy.revision,
+      compactRevision,
+    };
   } finally {
     db.close();
   }
@@ -368,7 +491,7 @@ export async function keyHistoryHash(
 function scan(
   db: BoltDb,
   hashing: boolean,
-  stretch?: HistoryStretch,
+  view?: HistoryView,
 ): { status: DbStatus; findings: Findings } {
   const findings = new Findings(db.meta.pgid);
   db.readFreelist(findings);
@@ -409,10 +532,10 @@ function scan(
     if (hashing) hash = crc32cUpdate(hash, nameBytes);
     let entries = 0;
     counts.push(() => (status.buckets[name] = entries));
-    const decode = bucketDecoder(name, status, live, findings);
-    const track = name === "key" ? stretch : undefined;
+    const track = name === "key" ? view : undefined;
+    const decode = bucketDecoder(name, status, live, findings, track);
     return (key, value, flags) => {
-      const tracked = track?.enter(key, value, flags, hash) ?? false;
+      track?.enter(key, flags, hash);
       if (hashing) hash = crc32cUpdate(hash, key);
       entries++;
       // bbolt's ForEach gives a nil value for a sub-bucket.
@@ -421,7 +544,7 @@ function scan(
         if (hashing) hash = crc32cUpdate(hash, value);
         decode?.(key, value);
       }
-      if (tracked) track!.after = hash;
+      track?.leave(hash, flags & BUCKET_LEAF_FLAG ? key.length : key.length + value.length);
     };
   };
   db.walk(db.rootBucket(), findings, rootEntry, onBucket);
@@ -439,6 +562,7 @@ function bucketDecoder(
   status: DbStatus,
   live: ByteSet,
   findings: Findings,
+  view?: HistoryView,
 ): ((key: Uint8Array, value: Uint8Array) => void) | undefined {
   let index = 0;
   const guard =
@@ -457,7 +581,8 @@ function bucketDecoder(
         const problem = revisionKeyProblem(key);
         if (problem) throw new DecodeError(problem);
         status.revision = mainRevision(key);
-        live.mark(keyValueKey(value), key.length !== TOMBSTONE_KEY_SIZE);
+        const member = live.mark(keyValueKey(value), key.length !== TOMBSTONE_KEY_SIZE);
+        view?.member(member);
       });
     case "meta":
       return guard((key, value) => readMetaEntry(latin1(key), value, status));

@@ -12,7 +12,7 @@ import { copyFile, type Manifest, MANIFEST_FILE, readManifest, verifyCopy } from
 import { SEED_VAR, shellLine } from "./talosctl.ts";
 import { pickSeed, type SeedChoice } from "./snapshot.ts";
 import { compareHistories, type CopyStatus, plannedRange, readCopy } from "./copies.ts";
-import type { CopyComparison } from "./etcd_db_compare.ts";
+import { type CopyComparison, describeRange, notComparable } from "./etcd_db_compare.ts";
 import { isValidNode } from "./nodes.ts";
 import { readProgress } from "./resume.ts";
 
@@ -29,8 +29,8 @@ export interface Inspection {
   manifest: Manifest;
   rows: CopyRow[];
   choice?: SeedChoice;
-  /** How the readable copies' key histories compare (two or more copies). */
-  comparison?: CopyComparison;
+  /** How the copies' key histories compare, or why they could not be. */
+  comparison: CopyComparison;
 }
 
 /**
@@ -68,7 +68,7 @@ export async function inspectCopies(
     return { node, file, check };
   }));
   // The range to compare is known from a few pages of each copy, so each is read whole once.
-  const range = await plannedRange(ctx, checks.filter((c) => c.check.ok).map((c) => c.file));
+  const range = await plannedRange(ctx, checks.filter((c) => c.check.ok));
   const rows = await Promise.all(checks.map(async ({ node, file, check }): Promise<CopyRow> => {
     if (!check.ok) return { node, file, intact: false, problem: check.reason };
     try {
@@ -91,13 +91,20 @@ export async function inspectCopies(
     node: r.node,
     revision: r.status!.revision,
   }));
-  const comparison = await compareHistories(
-    ctx,
-    rows.flatMap((r) => r.status ? [{ node: r.node, file: r.file, status: r.status }] : []),
-  ).catch((error) => {
+  const readableRows = rows.flatMap((r) =>
+    r.status ? [{ node: r.node, file: r.file, status: r.status }] : []
+  );
+  const missing = rows.filter((r) => !r.status).map((r) => ({
+    node: r.node,
+    reason: `no usable copy (${r.problem})`,
+  }));
+  const comparison = await compareHistories(ctx, readableRows, missing).catch((error) => {
     if (error instanceof InterruptedError) throw error;
-    ctx.log.warn(`the copies' histories could not be compared: ${(error as Error).message}`);
-    return undefined;
+    return notComparable(
+      `the histories could not be hashed: ${(error as Error).message}`,
+      readable,
+      missing,
+    );
   });
   const inspection: Inspection = {
     manifest: manifest ?? { version: 1 as const, nodes, copies: {}, failures: {} },
@@ -115,6 +122,7 @@ export async function inspectCopies(
       totalKey: r.status?.totalKey,
       alarms: r.status?.alarms.map((a) => a.type),
       agrees: agreement(inspection, r.node),
+      notCompared: notComparedReason(inspection, r.node),
       intact: r.intact,
       error: r.problem,
     })),
@@ -158,9 +166,7 @@ export function resolveSeed(ctx: Ctx, insp: Inspection): string {
   if (cmp?.highestDisagrees && cmp.majorityPick && seed !== cmp.majorityPick.node) {
     const message = `The copy of "${seed}" disagrees with the majority (${
       cmp.majority!.nodes.join(", ")
-    }) on the history they all hold (revisions ${
-      cmp.range.sinceRevision + 1
-    }-${cmp.range.uptoRevision})`;
+    }) on the history they all hold (${describeRange(cmp.range!)})`;
     if (!ctx.opts.force) {
       throw new RefusedError(`${message}: it may be the member that diverged`, {
         hint:
@@ -180,10 +186,13 @@ export function resolveSeed(ctx: Ctx, insp: Inspection): string {
   return seed;
 }
 
-/** Refuses to wipe while any node's copy is missing or unreadable, unless --force. */
+/**
+ * Refuses to wipe while any node's copy is missing or unreadable, or while the copies' histories
+ * were not shown to agree (not compared, or no majority), unless --force.
+ */
 export function checkEveryCopy(ctx: Ctx, insp: Inspection): void {
   const bad = insp.rows.filter((r) => !r.status);
-  if (bad.length === 0) return;
+  if (bad.length === 0) return checkAgreement(ctx, insp);
   const list = bad.map((r) => `"${r.node}" (${r.problem})`).join(", ");
   const missing = bad.some((r) => !existsSync(r.file));
   const unusable = bad.some((r) => existsSync(r.file));
@@ -200,6 +209,46 @@ export function checkEveryCopy(ctx: Ctx, insp: Inspection): void {
     );
   }
   ctx.log.warn(`going on without a usable copy from ${list} because of --force`);
+  checkAgreement(ctx, insp);
+}
+
+/**
+ * The comparison part of the safety check: "not compared" counts like "disagrees". Refused
+ * (unless --force) when no two copies could be compared, or when no group of agreeing copies
+ * holds more than half of the nodes (a split, or too many copies not compared). A seed outside
+ * the majority is refused by `resolveSeed`. Copies outside a majority that holds the seed are
+ * named, not refused: the wipe replaces them with the seed's history.
+ */
+function checkAgreement(ctx: Ctx, insp: Inspection): void {
+  const cmp = insp.comparison;
+  const unchecked = cmp.notCompared.map((n) => `"${n.node}" (${n.reason})`).join(", ");
+  let problem: string | undefined;
+  if (cmp.unavailable) {
+    problem = `the copies' histories were not compared: ${cmp.unavailable}`;
+  } else if (!cmp.majority) {
+    problem = `no majority of the ${insp.rows.length} copies agrees on ${
+      describeRange(cmp.range!)
+    }: ${cmp.groups.map((g) => g.nodes.join("+")).join(" vs ")}${
+      unchecked ? `; not compared: ${unchecked}` : ""
+    }`;
+  }
+  if (!problem) {
+    if (cmp.notCompared.length > 0) {
+      ctx.log.warn(`not compared with the others: ${unchecked}`);
+    }
+    return;
+  }
+  if (!ctx.opts.force) {
+    throw new RefusedError(
+      `Refusing to wipe: ${problem}; nothing shows the seed's copy holds the cluster's history`,
+      {
+        hint: cmp.unavailable
+          ? "pass --force to restore the seed unchecked"
+          : "pass --seed N --force to restore the copy you trust",
+      },
+    );
+  }
+  ctx.log.warn(`${problem}; going on because of --force`);
 }
 
 /**
@@ -257,31 +306,65 @@ function copiesOnDisk(out: string): string[] {
     .filter((node) => isValidNode(node) && existsSync(join(out, copyFile(node))));
 }
 
-/** "yes" (in the majority or all agree), "no", or "-" (not compared) for `node`. */
+/**
+ * "yes" (in the majority, or every compared copy agrees), "no", "split" (no majority), or "-"
+ * (not compared: {@linkcode notComparedReason} says why) for `node`.
+ */
 export function agreement(insp: Inspection, node: string): string {
   const cmp = insp.comparison;
-  const row = insp.rows.find((r) => r.node === node);
-  if (!cmp || !row?.status) return "-";
-  if (cmp.allAgree) return "yes";
-  if (!cmp.majority) return "split";
-  return cmp.majority.nodes.includes(node) ? "yes" : "no";
+  if (notComparedReason(insp, node) !== undefined || !cmp.range) return "-";
+  if (cmp.majority) return cmp.majority.nodes.includes(node) ? "yes" : "no";
+  return cmp.groups.length === 1 ? "yes" : "split";
+}
+
+/** Why `node`'s copy was not compared, or undefined when it was. */
+export function notComparedReason(insp: Inspection, node: string): string | undefined {
+  return insp.comparison.notCompared.find((n) => n.node === node)?.reason;
 }
 
 function reportAgreement(ctx: Ctx, insp: Inspection): void {
   const cmp = insp.comparison;
-  if (!cmp) return;
-  const range = `revisions ${cmp.range.sinceRevision + 1}-${cmp.range.uptoRevision}`;
+  if (cmp.unavailable) {
+    ctx.log.warn(`the copies' histories were NOT compared: ${cmp.unavailable}`);
+    return;
+  }
+  const range = describeRange(cmp.range!);
+  const unchecked = cmp.notCompared.filter((n) => insp.rows.find((r) => r.node === n.node)?.status)
+    .map((n) => `"${n.node}" (${n.reason})`);
+  if (unchecked.length > 0) ctx.log.warn(`NOT compared: ${unchecked.join(", ")}`);
+  const others = cmp.outside.filter((n) => n !== cmp.highest?.node).map((n) => `"${n}"`);
   if (cmp.allAgree) {
     ctx.log.ok(`every copy agrees on the history they all hold (${range})`);
   } else if (cmp.highestDisagrees) {
     ctx.log.warn(
-      `the highest-revision copy ("${cmp.highest.node}") DISAGREES with the majority (${
+      `the highest-revision copy ("${cmp.highest!.node}") DISAGREES with the majority (${
         cmp.majority!.nodes.join(", ")
-      }) on ${range}; the majority points to "${cmp.majorityPick?.node}"`,
+      }) on ${range}; the majority points to "${cmp.majorityPick?.node}"${
+        others.length > 0
+          ? ` (${others.join(", ")} ${others.length > 1 ? "disagree" : "disagrees"} too)`
+          : ""
+      }`,
+    );
+  } else if (cmp.majority && cmp.outside.length === 0) {
+    ctx.log.ok(
+      `the compared copies agree on ${range} (${cmp.majority.nodes.join(", ")}); ` +
+        `the majority points to "${cmp.majorityPick?.node}"`,
+    );
+  } else if (cmp.majority) {
+    ctx.log.warn(
+      `${cmp.outside.map((n) => `"${n}"`).join(", ")} ${
+        cmp.outside.length > 1 ? "disagree" : "disagrees"
+      } with the majority (${cmp.majority.nodes.join(", ")}) on ${range}; ` +
+        `the majority points to "${cmp.majorityPick?.node}"`,
+    );
+  } else if (cmp.groups.length === 1) {
+    ctx.log.warn(
+      `the compared copies agree on ${range} (${cmp.groups[0].nodes.join(", ")}), but they ` +
+        `are not a majority of the ${insp.rows.length} nodes`,
     );
   } else {
     ctx.log.warn(
-      `the copies do not all agree on ${range}: ${
+      `no majority: the copies do not agree on ${range}: ${
         cmp.groups.map((g) => g.nodes.join("+")).join(" vs ")
       }`,
     );

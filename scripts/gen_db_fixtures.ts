@@ -11,11 +11,17 @@
  * - `history-a.rev31.db`, `history-a.rev41.db`: two copies of one cluster at revisions 31 and 41;
  *   `history-b.rev36.db`, `history-b.rev46.db`: another cluster with the same first 20 writes,
  *   then other values (its history diverges after revision 21).
+ * - `compact-*.db`, copies whose compactions differ (see {@linkcode compactionScenario}):
+ *   cluster p copied at revisions 26, 31, 36 (never compacted) and at 41 after a compaction at
+ *   31 (`compact-p.rev41.c31.db`); cluster q, with p's first 20 writes then others, at 46 and,
+ *   compacted at 26, at 51; an unrelated cluster at 60, compacted at 20. Their `expect.json`
+ *   holds etcd's `HashKV` after each compaction (`hashKVCompacted`: revision → hash).
  * - For each `X.db`: `X.status.{json,table,simple}.txt` (etcdctl, verbatim), and
  *   `X.expect.json` (what the server said: revision, live keys, members, alarms, `HashKV`…).
  *
  * Usage: deno run --allow-run --allow-read --allow-write --allow-env --allow-net=127.0.0.1 \
- *   scripts/gen_db_fixtures.ts [OUT_DIR]        (default: fixtures/db)
+ *   scripts/gen_db_fixtures.ts [OUT_DIR] [SCENARIO…]   (default: fixtures/db; every scenario:
+ *   main, history, compaction; naming some regenerates only their files)
  */
 
 import { Buffer } from "node:buffer";
@@ -358,18 +364,103 @@ async function historyScenario(dir: string, out: string, cluster: "a" | "b"): Pr
   }
 }
 
+/**
+ * Copies with different compactions, from real etcd. Cluster p: 20 keys (revisions 2-21), then
+ * overwrites, two deletions and new keys (22-31), copied at 26 and 31; overwrites (32-36),
+ * copied at 36; new keys (37-41), then a compaction at 31, copied at 41 (`c31`): its entries
+ * at or below 31 are only what the compaction kept. Cluster q: p's first 20 writes, then other
+ * values, copied at 46 and, compacted at 26, at 51. Cluster o: other keys altogether, compacted
+ * at 20, copied at 60. Each compacted copy records etcd's own HashKV at a few revisions.
+ */
+async function compactionScenario(dir: string, out: string): Promise<void> {
+  const copy = async (gw: Gateway, dbPath: string, name: string, hashAt: number[] = []) => {
+    const file = join(out, `${name}.db`);
+    await copyDb(dbPath, file);
+    const hashKVCompacted: Record<string, number> = {};
+    for (const r of hashAt) hashKVCompacted[r] = await gw.hashKV(r);
+    writeFacts(file, { ...await gw.facts(), ...(hashAt.length ? { hashKVCompacted } : {}) });
+  };
+  const compact = async (gw: Gateway, revision: number) => {
+    await gw.compact(revision);
+    await sleep(COMMIT_WAIT_MS); // the compaction runs after the call returns
+  };
+  const k = (i: number) => `/c/k${pad(i, 2)}`;
+  for (const cluster of ["p", "q"] as const) {
+    const etcd = await startEtcd(join(dir, cluster), { name: cluster, token: "compaction" });
+    try {
+      const gw = etcd.gateway;
+      for (let i = 0; i < 20; i++) await gw.put(k(i), `first ${i}`); // 2-21
+      const mine = (i: number) => `${cluster} ${i}`;
+      for (let i = 0; i < 5; i++) await gw.put(k(i), mine(i)); // 22-26
+      if (cluster === "p") await copy(gw, etcd.dbPath, "compact-p.rev26");
+      await gw.del(k(5)); // 27
+      await gw.del(k(6)); // 28
+      await gw.put(k(20), mine(20)); // 29
+      await gw.put(k(21), mine(21)); // 30
+      await gw.put(k(7), mine(7)); // 31
+      if (cluster === "p") await copy(gw, etcd.dbPath, "compact-p.rev31");
+      for (let i = 8; i < 13; i++) await gw.put(k(i), mine(i)); // 32-36
+      if (cluster === "p") await copy(gw, etcd.dbPath, "compact-p.rev36");
+      for (let i = 22; i < 27; i++) await gw.put(k(i), mine(i)); // 37-41
+      if (cluster === "p") {
+        await compact(gw, 31);
+        await copy(gw, etcd.dbPath, "compact-p.rev41.c31", [32, 36, 41]);
+        continue;
+      }
+      for (let i = 0; i < 5; i++) await gw.put(k(i), `${mine(i)} again`); // 42-46
+      await copy(gw, etcd.dbPath, "compact-q.rev46");
+      await compact(gw, 26);
+      for (let i = 27; i < 32; i++) await gw.put(k(i), mine(i)); // 47-51
+      await copy(gw, etcd.dbPath, "compact-q.rev51.c26", [27, 51]);
+    } finally {
+      await etcd.stop();
+    }
+  }
+  const etcd = await startEtcd(join(dir, "o"), { name: "o", token: "other" });
+  try {
+    const gw = etcd.gateway;
+    for (let i = 0; i < 59; i++) await gw.put(`/other/${pad(i % 23, 2)}`, `other ${i}`); // 2-60
+    await compact(gw, 20);
+    await copy(gw, etcd.dbPath, "compact-o.rev60.c20", [21, 60]);
+  } finally {
+    await etcd.stop();
+  }
+}
+
+const SCENARIOS: Record<string, (dir: string, out: string) => Promise<void>> = {
+  main: (dir, out) => mainScenario(join(dir, "main"), out),
+  history: async (dir, out) => {
+    await historyScenario(dir, out, "a");
+    await historyScenario(dir, out, "b");
+  },
+  compaction: (dir, out) => compactionScenario(join(dir, "compaction"), out),
+};
+
 async function main(args: string[]): Promise<void> {
   const root = join(dirname(fileURLToPath(import.meta.url)), "..");
   const out = args[0] ?? join(root, "fixtures", "db");
+  const names = args.length > 1 ? args.slice(1) : Object.keys(SCENARIOS);
+  const unknown = names.filter((n) => !(n in SCENARIOS));
+  if (unknown.length > 0) {
+    console.error(`Unknown scenario "${unknown[0]}": use ${Object.keys(SCENARIOS).join(", ")}`);
+    Deno.exit(2);
+  }
   mkdirSync(out, { recursive: true });
   const dir = mkdtempSync(join(tmpdir(), "gen-db-fixtures-"));
+  // Only the files written now get their etcdctl status (older ones stay as they are).
+  const before = new Map<string, number>();
+  for await (const e of Deno.readDir(out)) {
+    if (e.name.endsWith(".db")) {
+      before.set(e.name, Deno.statSync(join(out, e.name)).mtime!.getTime());
+    }
+  }
   stopOnSignal();
   try {
-    await mainScenario(join(dir, "main"), out);
-    await historyScenario(dir, out, "a");
-    await historyScenario(dir, out, "b");
+    for (const name of names) await SCENARIOS[name](dir, out);
     for await (const e of Deno.readDir(out)) {
-      if (e.name.endsWith(".db")) await recordStatus(join(out, e.name));
+      if (!e.name.endsWith(".db")) continue;
+      const mtime = Deno.statSync(join(out, e.name)).mtime!.getTime();
+      if (before.get(e.name) !== mtime) await recordStatus(join(out, e.name));
     }
     console.error(`==> Fixtures written to ${out}`);
   } finally {

@@ -4,10 +4,12 @@
  * What:     checks each copy's sha256 against OUT/manifest.json, reads it with the native
  *           reader (revision, keys, size, hash, alarms stored inside, integrity), and, when
  *           etcdutl (or etcdctl 3.4 with ETCDCTL_API=3) is installed, reads it with that too
- *           and reports any disagreement loudly. Compares the copies' key history over the
- *           revisions they all hold. The seed is the highest revision (hashes of copies taken
- *           at the same moment differ between members), unless that copy disagrees with the
- *           majority: then wipe and recover refuse it without --force.
+ *           and reports any disagreement loudly. Compares the copies' key history, compaction
+ *           handled (etcd's HashKV after compacting to the highest compaction, up to the lowest
+ *           revision), names the majority, the copies outside it and any copy not compared (with
+ *           why). The seed is the highest revision (hashes of copies taken at the same moment
+ *           differ between members), unless that copy disagrees with the majority: then wipe
+ *           and recover refuse it without --force, as they refuse copies not compared.
  * Changes:  nothing.
  * Output:   a table on stderr for people; the seed's address alone on stdout (or --json), so
  *           `SEED=$(deno task status …)` works. While a copy is unusable: no seed, exit 2
@@ -20,7 +22,7 @@ import { type Ctx, step } from "../lib/context.ts";
 import type { Deps } from "../lib/deps.ts";
 import { RefusedError, StepError } from "../lib/errors.ts";
 import { humanizeBytes } from "../lib/humanize.ts";
-import { agreement, inspectCopies, type Inspection } from "../lib/inspect.ts";
+import { agreement, inspectCopies, type Inspection, notComparedReason } from "../lib/inspect.ts";
 import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
 import { printPlan } from "../lib/confirm.ts";
 import { shellLine } from "../lib/talosctl.ts";
@@ -56,6 +58,13 @@ export const task: TaskDef = {
     if (withheld) throw withheld;
     const { seed, revision } = insp.choice;
     ctx.log.ok(`seed: ${seed} (revision ${revision})`);
+    const pick = insp.comparison.highestDisagrees && insp.comparison.majorityPick;
+    if (pick && pick.node !== seed) {
+      ctx.log.warn(
+        `wipe and recover refuse seed ${seed} without --force (it disagrees with the majority): ` +
+          `use --seed ${pick.node} (revision ${pick.revision})`,
+      );
+    }
     if (ctx.opts.seed && ctx.opts.seed !== seed) {
       const mine = insp.rows.find((r) => r.node === ctx.opts.seed)?.status?.revision;
       ctx.log.warn(
@@ -159,8 +168,11 @@ export function statusTable(
     !r.intact ? "no" : insp.manifest.copies[r.node] ? "yes" : "unverified",
     agreement(insp, r.node),
     r.problem ??
-      [r.node === seed ? "seed" : "", r.status?.crossCheck ?? ""].filter(Boolean)
-        .join("; "),
+      [
+        r.node === seed ? "seed" : "",
+        notComparedReason(insp, r.node) ? `not compared: ${notComparedReason(insp, r.node)}` : "",
+        r.status?.crossCheck ?? "",
+      ].filter(Boolean).join("; "),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   return [header, ...rows].map((cells) =>
@@ -175,15 +187,19 @@ export function statusJson(insp: Inspection, withheld?: Error) {
     seed: choice?.seed ?? null,
     revision: choice?.revision ?? null,
     seedWithheld: withheld?.message ?? null,
-    agreement: cmp
-      ? {
-        range: cmp.range,
-        allAgree: cmp.allAgree,
-        groups: cmp.groups.map((g) => ({ historyHash: g.historyHash, nodes: g.nodes })),
-        highestDisagrees: cmp.highestDisagrees,
-        majorityPick: cmp.majorityPick?.node ?? null,
-      }
-      : null,
+    agreement: {
+      compared: cmp.range !== undefined,
+      /** Why nothing was compared (null when copies were). */
+      reason: cmp.unavailable ?? null,
+      range: cmp.range ?? null,
+      allAgree: cmp.allAgree,
+      groups: cmp.groups.map((g) => ({ historyHash: g.historyHash, nodes: g.nodes })),
+      majority: cmp.majority?.nodes ?? null,
+      outside: cmp.outside,
+      notCompared: cmp.notCompared,
+      highestDisagrees: cmp.highestDisagrees,
+      majorityPick: cmp.majorityPick?.node ?? null,
+    },
     copies: insp.rows.map((r) => ({
       node: r.node,
       file: r.file,
@@ -191,6 +207,7 @@ export function statusJson(insp: Inspection, withheld?: Error) {
       verified: Boolean(insp.manifest.copies[r.node]),
       sha256: insp.manifest.copies[r.node]?.sha256 ?? null,
       agrees: agreement(insp, r.node),
+      notCompared: notComparedReason(insp, r.node) ?? null,
       problem: r.problem ?? null,
       crossCheck: r.status?.crossCheck ?? null,
       ...(r.status

@@ -64,6 +64,10 @@ Deno.test("status reads real db files with no etcdutl or etcdctl, and flags the 
     w.stderr(),
     /the highest-revision copy \("192\.168\.53\.11"\) DISAGREES with the majority \(192\.168\.53\.10, 192\.168\.53\.12\) on revisions 1-31; the majority points to "192\.168\.53\.10"/,
   );
+  assert.match(
+    w.stderr(),
+    /wipe and recover refuse seed 192\.168\.53\.11 without --force \(it disagrees with the majority\): use --seed 192\.168\.53\.10 \(revision 41\)/,
+  );
 });
 
 Deno.test("wipe refuses the diverged highest copy, naming the majority's node; --seed that node goes on", async () => {
@@ -149,6 +153,13 @@ Deno.test("a copy that fails its full read changes the range: the others are has
   const json = JSON.parse(w.stdout());
   assert.deepEqual(json.agreement.range, { sinceRevision: 0, uptoRevision: 41 });
   assert.match(w.stderr(), /192\.168\.53\.12/);
+  // Never silent: the copy left out is named, with why, and no verdict claims every copy.
+  assert.deepEqual(json.agreement.notCompared.map((n: { node: string }) => n.node), [
+    "192.168.53.12",
+  ]);
+  assert.match(json.agreement.notCompared[0].reason, /^no usable copy \(Cannot read etcd db/);
+  assert.deepEqual(json.copies.map((c: { agrees: string }) => c.agrees), ["split", "split", "-"]);
+  assert.match(w.stderr(), /no majority: the copies do not agree on revisions 1-41/);
   // The one-pass hashes were over 1-31: not shown next to a verdict over 1-41.
   for (const copy of json.copies) assert.equal("history" in copy, false, JSON.stringify(copy));
 });

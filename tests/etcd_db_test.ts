@@ -28,7 +28,7 @@ import {
   readRevision,
   readStatus,
 } from "../lib/etcd_db.ts";
-import { commonHistoryRange, compareCopies, type CopyHistory } from "../lib/etcd_db_compare.ts";
+import { compareCopies, type CopyHistory, planComparison } from "../lib/etcd_db_compare.ts";
 import {
   formatStatusJson,
   formatStatusSimple,
@@ -54,6 +54,8 @@ interface Expect {
   lease?: string;
   hashKV?: number;
   hashKVat21?: number;
+  /** etcd's HashKV at each revision, taken after the copy's compaction. */
+  hashKVCompacted?: Record<string, number>;
 }
 
 const fixture = (name: string, suffix: string) =>
@@ -637,7 +639,43 @@ Deno.test("keyHistoryHash() of two clusters agrees up to where they diverge, and
   const b = join(FIXTURES, "history-b.rev46.db");
   assert.equal((await keyHistoryHash(a, 21)).hash, (await keyHistoryHash(b, 21)).hash);
   assert.notEqual((await keyHistoryHash(a, 22)).hash, (await keyHistoryHash(b, 22)).hash);
-  assert.equal((await keyHistoryHash(a, 31, 21)).entries, 10);
+  // Compacted at 21: the 20 keys of revisions 2-21 as kept there, then revisions 22-31.
+  const view = await keyHistoryHash(a, 31, 21);
+  assert.deepEqual([view.entries, view.kept], [30, 20]);
+});
+
+Deno.test("keyHistoryHash() at a compaction equals etcd's own HashKV after it, on the compacted copy and on copies never compacted", async () => {
+  let checked = 0;
+  for (const name of dbFixtures.filter((f) => f.startsWith("compact-"))) {
+    const facts = expectOf(name);
+    if (!facts.hashKVCompacted) continue;
+    const { compactRevision } = await readHistorySpan(join(FIXTURES, name));
+    assert.ok(compactRevision > 0, name);
+    for (const [at, hash] of Object.entries(facts.hashKVCompacted)) {
+      const got = await keyHistoryHash(join(FIXTURES, name), Number(at), compactRevision);
+      assert.equal(got.hash, hash, `${name} at ${at}`);
+      checked++;
+    }
+  }
+  assert.equal(checked, 7);
+  // p at 36, never compacted, reduced to a compaction at 31: what p's etcd said once compacted.
+  const p = expectOf("compact-p.rev41.c31.db").hashKVCompacted!;
+  const never = await keyHistoryHash(join(FIXTURES, "compact-p.rev36.db"), 36, 31);
+  assert.equal(never.hash, p["36"]);
+  const raw = await keyHistoryHash(join(FIXTURES, "compact-p.rev36.db"), 36);
+  assert.notEqual(raw.hash, never.hash, "without the compaction, superseded entries count");
+  // (C, R] empty: the keys as of 31, alike whether the copy was compacted at 31 or not.
+  const compacted = await keyHistoryHash(join(FIXTURES, "compact-p.rev41.c31.db"), 31, 31);
+  const at31 = await keyHistoryHash(join(FIXTURES, "compact-p.rev31.db"), 31, 31);
+  assert.equal(compacted.hash, at31.hash);
+  // 20 keys live at 31 (20 first ones, 2 deleted, 2 new): every one kept, nothing after.
+  assert.deepEqual([at31.entries, at31.kept], [20, 20]);
+  const other = await keyHistoryHash(join(FIXTURES, "compact-q.rev46.db"), 31, 31);
+  assert.notEqual(other.hash, at31.hash, "q's writes after revision 21 differ");
+  await rejects(
+    () => keyHistoryHash(join(FIXTURES, "compact-p.rev31.db"), 30, 31),
+    /history up to revision 30 ends below the compaction it is taken at \(31\)/,
+  );
 });
 
 Deno.test("keyHistoryHash() refuses a range below the copy's compaction or above its revision", async () => {
@@ -701,7 +739,7 @@ async function historyOf(names: Record<string, string>): Promise<CopyHistory[]> 
       };
     }),
   );
-  const range = commonHistoryRange(copies);
+  const range = planComparison(copies).range!;
   return Promise.all(copies.map(async (c) => ({
     node: c.node,
     revision: c.revision,
@@ -771,18 +809,54 @@ Deno.test("compareCopies() refuses copies hashed over different ranges, and no c
     /Copies were hashed over different ranges: "a" \(0, 10\], "b" \(0, 11\]/,
   );
   assert.throws(() => compareCopies([]), /No copies to compare/);
-  assert.throws(() => commonHistoryRange([]), /No copies to compare/);
+  assert.deepEqual(planComparison([]), { compared: [], notCompared: [] });
 });
 
-Deno.test("commonHistoryRange() spans from the highest compaction to the lowest revision", () => {
+Deno.test("planComparison() spans from the highest compaction to the lowest revision, and leaves out a copy below that compaction", () => {
   assert.deepEqual(
-    commonHistoryRange([
-      { revision: 40, compactRevision: 3 },
-      { revision: 31, compactRevision: 10 },
-      { revision: 50, compactRevision: 0 },
+    planComparison([
+      { node: "a", revision: 40, compactRevision: 3 },
+      { node: "b", revision: 31, compactRevision: 10 },
+      { node: "c", revision: 50, compactRevision: 0 },
     ]),
-    { sinceRevision: 10, uptoRevision: 31 },
+    { range: { sinceRevision: 10, uptoRevision: 31 }, compared: ["a", "b", "c"], notCompared: [] },
   );
+  // Compacted at the lowest revision: (C, R] is empty, still a view (the keys as of 31).
+  assert.deepEqual(
+    planComparison([
+      { node: "a", revision: 31, compactRevision: 0 },
+      { node: "b", revision: 41, compactRevision: 31 },
+    ]).range,
+    { sinceRevision: 31, uptoRevision: 31 },
+  );
+  const behind = planComparison([
+    { node: "a", revision: 20, compactRevision: 0 },
+    { node: "b", revision: 41, compactRevision: 31 },
+    { node: "c", revision: 45, compactRevision: 0 },
+  ]);
+  assert.deepEqual(behind.range, { sinceRevision: 31, uptoRevision: 41 });
+  assert.deepEqual(behind.compared, ["b", "c"]);
+  assert.deepEqual(behind.notCompared, [{
+    node: "a",
+    reason:
+      'its revision 20 is below the compaction of "b" (31), which no longer holds the history this copy ends in',
+  }]);
+});
+
+Deno.test("compareCopies() counts copies not compared against the majority", () => {
+  const h = (hash: number) => ({ hash, sinceRevision: 0, uptoRevision: 10 });
+  const two = compareCopies(
+    [{ node: "a", revision: 12, history: h(1) }, { node: "b", revision: 11, history: h(1) }],
+    { notCompared: [{ node: "c", reason: "x" }] },
+  );
+  assert.deepEqual(two.majority?.nodes, ["a", "b"], "2 of 3 nodes");
+  assert.equal(two.allAgree, false, "c was not compared");
+  const none = compareCopies(
+    [{ node: "a", revision: 12, history: h(1) }, { node: "b", revision: 11, history: h(1) }],
+    { notCompared: [{ node: "c", reason: "x" }, { node: "d", reason: "y" }] },
+  );
+  assert.equal(none.majority, undefined, "2 of 4 nodes is no majority");
+  assert.deepEqual(none.outside, ["a", "b"]);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -1370,6 +1444,62 @@ Deno.test(
         assert.equal(s.revision, last);
         assert.equal(s.totalKeyLive, 51);
         assert.deepEqual(s.alarms.map((a) => a.type), ["CORRUPT"]);
+      }
+    } finally {
+      await etcd.stop();
+    }
+  },
+);
+
+Deno.test(
+  "keyHistoryHash() equals etcdctl endpoint hashkv --rev R of a live etcd after a compaction to C",
+  needs("etcd"),
+  async () => {
+    assertTool("etcd");
+    const dir = tempDir();
+    const etcd = await startEtcd(dir, { ports: "free", token: "etcd-db-hashkv" });
+    try {
+      const gw = etcd.gateway;
+      for (let i = 0; i < 20; i++) await gw.put(`/k/${i}`, `v${i}`);
+      for (let i = 0; i < 10; i++) await gw.put(`/k/${i}`, `w${i}`);
+      for (let i = 10; i < 14; i++) await gw.del(`/k/${i}`);
+      await gw.put("/k/10", "back after its deletion");
+      const compactAt = await gw.put("/k/mark", "c");
+      for (let i = 0; i < 5; i++) await gw.put(`/k/${i}`, `x${i}`); // supersede kept entries
+      await gw.del("/k/15");
+      const last = await gw.put("/k/end", "e");
+      await new Promise((r) => setTimeout(r, 300));
+      const before = join(dir, "before.db");
+      copyFileSync(etcd.dbPath, before);
+      await gw.compact(compactAt);
+      await new Promise((r) => setTimeout(r, 300));
+      const after = join(dir, "after.db");
+      copyFileSync(etcd.dbPath, after);
+      assert.deepEqual(await readHistorySpan(after), {
+        revision: last,
+        compactRevision: compactAt,
+      });
+      for (const at of [compactAt + 1, compactAt + 3, last]) {
+        const out = await etcdctl([
+          "--endpoints",
+          etcd.url,
+          "endpoint",
+          "hashkv",
+          "--rev",
+          String(at),
+          "-w",
+          "json",
+        ]);
+        assert.match(out, new RegExp(`"compact_revision":${compactAt}\\b`));
+        const expected = Number(out.match(/"hash":(\d+)/)?.[1]);
+        for (const path of [before, after]) {
+          const got = await keyHistoryHash(path, at, compactAt);
+          assert.equal(got.hash, expected, `${path} at ${at}`);
+          const status = await readStatus(path, {
+            history: { uptoRevision: at, sinceRevision: compactAt },
+          });
+          assert.equal(status.history?.hash, expected, `one pass: ${path} at ${at}`);
+        }
       }
     } finally {
       await etcd.stop();

@@ -195,6 +195,7 @@ export function fakeDbReader(dbs: Record<string, FakeDb> = {}): DbReader {
           sinceRevision,
           uptoRevision,
           entries: uptoRevision - sinceRevision,
+          kept: 0,
           revision: db.revision,
           compactRevision: 0,
         };

@@ -188,3 +188,76 @@ for (const op of ["span", "status", "history"] as const) {
     assert.equal(w.stdout(), "", "no seed printed");
   });
 }
+
+Deno.test("status --json names a copy that could not be read as not compared, with the reason, and the table shows it beside AGREES", async () => {
+  const out = tempOut();
+  const torn = `${TORN} half of the db`;
+  const x = fakeWorld([
+    ...extractRecs(out).slice(0, 2),
+    rec.cp(out, N12, torn),
+    rec.cp(out, N12, torn),
+  ]);
+  assert.equal(await extract([...NODES_FLAG, "--out", out], x.deps), 1, x.stderr());
+  const w = fakeWorld(statusRecs(out, [N10, SEED]));
+  assert.equal(await status(["--out", out, "--json", "--force"], w.deps), 0, w.stderr());
+  w.replay.assertDone();
+  const json = JSON.parse(w.stdout());
+  assert.equal(json.agreement.compared, true);
+  assert.equal(json.agreement.allAgree, false, "one copy was not compared");
+  assert.deepEqual(json.agreement.majority, [N10, SEED], "2 of 3 nodes");
+  assert.equal(json.agreement.notCompared.length, 1);
+  assert.equal(json.agreement.notCompared[0].node, N12);
+  assert.match(json.agreement.notCompared[0].reason, /^no usable copy \(Cannot read .*cut short/);
+  assert.deepEqual(json.copies.map((c: { agrees: string }) => c.agrees), ["yes", "yes", "-"]);
+  assert.match(json.copies[2].notCompared, /^no usable copy/);
+  assert.match(w.stderr(), /192\.168\.53\.12\s+-\s+-\s+-\s+-\s+-\s+no\s+-\s+Cannot read etcd db/);
+  assert.match(
+    w.stderr(),
+    /the compared copies agree on revisions 1-\d+ \(192\.168\.53\.10, 192\.168\.53\.11\)/,
+  );
+  assert.doesNotMatch(w.stderr(), /every copy agrees/);
+});
+
+Deno.test("status says so when the histories could not be hashed; wipe refuses without --force, naming why", async () => {
+  const out = tempOut();
+  makeCopies(out);
+  const failing = (w: ReturnType<typeof fakeWorld>) => {
+    const reader = w.deps.db;
+    w.deps.db = {
+      ...reader,
+      history: (path, upto, since) =>
+        path.includes(N12)
+          ? Promise.reject(new Error(`Cannot read etcd db "${path}": page 7: invalid type`))
+          : reader.history(path, upto, since),
+    };
+  };
+  const w = fakeWorld(statusRecs(out));
+  failing(w);
+  assert.equal(await status(["--out", out, "--json"], w.deps), 0, w.stderr());
+  const json = JSON.parse(w.stdout());
+  assert.equal(json.agreement.compared, false);
+  assert.match(
+    json.agreement.reason,
+    /^the histories could not be hashed: Cannot read etcd db .*page 7/,
+  );
+  assert.deepEqual(json.copies.map((c: { agrees: string }) => c.agrees), ["-", "-", "-"]);
+  for (const c of json.copies) assert.equal(c.notCompared, json.agreement.reason);
+  assert.match(
+    w.stderr(),
+    /the copies' histories were NOT compared: the histories could not be hashed/,
+  );
+  assert.match(
+    w.stderr(),
+    /192\.168\.53\.11 .* -  +seed; not compared: the histories could not be hashed/,
+  );
+
+  const wiped = fakeWorld([...preflightRecs(), ...statusRecs(out)]);
+  failing(wiped);
+  assert.equal(await wipe([...NODES_FLAG, "--out", out, "--yes"], wiped.deps), 2, wiped.stderr());
+  wiped.replay.assertDone();
+  assert.match(
+    wiped.stderr(),
+    /Refusing to wipe: the copies' histories were not compared: the histories could not be hashed: Cannot read etcd db .*page 7/,
+  );
+  assert.deepEqual(wiped.replay.callsMatching(/ reset /), []);
+});
