@@ -126,7 +126,7 @@ async function passes(
   const flag = await realCopies(out, copies);
   const nodes = Object.keys(copies);
   const w = fakeWorld(
-    [...preflightRecs(nodes), ...noTools(out, nodes), ...brokenClusterRecs(seed)],
+    [...preflightRecs(nodes), ...noTools(out, nodes), ...brokenClusterRecs(nodes)],
     { answers: ["n"] },
   );
   w.deps.db = nativeReader;
@@ -134,6 +134,7 @@ async function passes(
   assert.equal(code, 3, w.stderr());
   w.replay.assertDone();
   assert.deepEqual(w.replay.callsMatching(/ reset /), []);
+  assert.ok(w.stderr().includes(seed), `the run names the seed ${seed}`);
   return w.stderr();
 }
 
