@@ -130,7 +130,7 @@ export function planComparison(
 export function describeRange(range: HistoryRange): string {
   const { sinceRevision: c, uptoRevision: r } = range;
   if (c === 0) return `revisions 1-${r}`;
-  if (r === c) return `the keys as of revision ${r} (compacted there)`;
+  if (r === c) return `the keys as of revision ${r}, where a copy is compacted`;
   return `revisions ${c + 1}-${r} and the keys compaction at ${c} kept`;
 }
 

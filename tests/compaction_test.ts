@@ -149,7 +149,7 @@ Deno.test("(a) a member compacted at the lowest revision: the copy ahead from an
   assert.equal(json.agreement.majorityPick, N11);
   assert.match(
     stderr,
-    /the highest-revision copy \("192\.168\.53\.12"\) DISAGREES with the majority \(192\.168\.53\.10, 192\.168\.53\.11\) on the keys as of revision 31 \(compacted there\); the majority points to "192\.168\.53\.11"/,
+    /the highest-revision copy \("192\.168\.53\.12"\) DISAGREES with the majority \(192\.168\.53\.10, 192\.168\.53\.11\) on the keys as of revision 31, where a copy is compacted; the majority points to "192\.168\.53\.11"/,
   );
 });
 
@@ -204,7 +204,7 @@ Deno.test("(d) copies that agree once compaction is handled go ahead: status nam
   assert.deepEqual(json.agreement.notCompared, []);
   assert.match(
     stderr,
-    /every copy agrees on the history they all hold \(the keys as of revision 31 \(compacted there\)\)/,
+    /every copy agrees on the history they all hold \(the keys as of revision 31, where a copy is compacted\)/,
   );
   assert.match(
     await passes(wipe, CASES.agreeOnceCompacted, N12),
