@@ -15,7 +15,7 @@ import { main as recover } from "../tasks/recover.ts";
 import { main as extract } from "../tasks/01_extract.ts";
 import { nativeReader } from "../lib/copies.ts";
 import { fakeWorld, type Recording } from "./replay.ts";
-import { brokenClusterRecs, preflightRecs, tempOut } from "./scenario.ts";
+import { brokenClusterRecs, preflightRecs, rec, tempOut } from "./scenario.ts";
 
 const FIXTURES = new URL("../fixtures/db/", import.meta.url).pathname;
 const N10 = "192.168.53.10";
@@ -126,7 +126,15 @@ async function passes(
   const flag = await realCopies(out, copies);
   const nodes = Object.keys(copies);
   const w = fakeWorld(
-    [...preflightRecs(nodes), ...noTools(out, nodes), ...brokenClusterRecs(nodes)],
+    [
+      ...preflightRecs(nodes),
+      ...noTools(out, nodes),
+      ...(nodes.length > 1 ? brokenClusterRecs(nodes) : [
+        rec.etcdStatus(nodes[0], "etcd-status.corrupt.txt"),
+        rec.alarms(nodes[0], "etcd-alarm-list.corrupt.txt"),
+        rec.members(nodes[0], "etcd-members.seed-only.txt"),
+      ]),
+    ],
     { answers: ["n"] },
   );
   w.deps.db = nativeReader;
@@ -232,8 +240,8 @@ Deno.test("(e) a copy that ends below another's compaction is named as not compa
   assert.match(ok, /not compared with the others: "192\.168\.53\.10"/);
 });
 
-Deno.test("a single copy is not compared: status says why, wipe refuses without --force", async () => {
-  const one = { [N10]: "compact-p.rev31.db" };
+Deno.test("a one-node control plane's copy is not compared: status says why, wipe goes ahead", async () => {
+  const one = { [N11]: "compact-p.rev31.db" }; // etcd-members.seed-only.txt lists .11 alone
   const { code, json, stderr } = await statusOf(one);
   assert.equal(code, 0, stderr);
   assert.equal(json.agreement.compared, false);
@@ -244,15 +252,10 @@ Deno.test("a single copy is not compared: status says why, wipe refuses without 
     stderr,
     /the copies' histories were NOT compared: there is only one copy: nothing to compare it with/,
   );
-  assert.match(stderr, /192\.168\.53\.10 .* -  +seed; not compared: there is only one copy/);
-  const refusal = await refused(wipe, one);
-  assert.match(
-    refusal,
-    /Refusing to wipe: the copies' histories were not compared: there is only one copy/,
-  );
-  assert.match(refusal, /--force to restore the seed unchecked/);
-  const forced = await passes(wipe, one, N10, ["--force"]);
-  assert.match(forced, /were not compared: .*; going on because of --force/);
+  assert.match(stderr, /192\.168\.53\.11 .* -  +seed; not compared: there is only one copy/);
+  // nothing could disagree with the only copy there is: not a check that failed to run
+  const ok = await passes(wipe, one, N11);
+  assert.match(ok, /one control-plane node: its copy is the only history, nothing to compare/);
 });
 
 Deno.test("no majority: two copies that disagree are refused without --force, naming both sides", async () => {
