@@ -23,7 +23,7 @@
  */
 
 import { describe, lastEvent, type ServiceLook, startedWithin } from "./cluster.ts";
-import { isLearnerRpc, type Member, memberForNode } from "./parse.ts";
+import { isLearnerRpc, type Member, memberForNode, type ServiceInfo } from "./parse.ts";
 import { formatMs } from "./poll.ts";
 
 /** What does not change during one node's turn. */
@@ -69,6 +69,18 @@ export interface Decision {
   action: Action;
   /** The grace clock for the next round (carried from node to node). */
   quietSince?: number;
+}
+
+/**
+ * Why the service failed: its newest event, with the rows a multi-line message spilled into
+ * (Talos' join timeout ends in `1 error(s) occurred:` + newline + tab + `timeout`).
+ */
+export function failedReason(info: ServiceInfo): string {
+  const [first, ...rest] = info.events;
+  if (!first) return lastEvent(info);
+  const more = rest.slice(0, rest.findIndex((e) => e.state !== "") >>> 0)
+    .map((e) => e.message.replace(/ \([0-9hms.µn]+ ago\)$/, "").trim());
+  return [first.message, ...more].join(" ");
 }
 
 /** `12:04:31 UTC` (the journal's clock). */
@@ -123,7 +135,7 @@ export function decide(turn: Turn, looks: Looks): Decision {
       return d({
         kind: "fail",
         error: `etcd on "${turn.node}" failed${rebooted ? " after its reboot" : ""}: ${
-          lastEvent(info)
+          failedReason(info)
         }`,
         hint: rebooted
           ? `reboot it again with deno task rejoin (it was not recorded as rejoined)`
@@ -131,7 +143,7 @@ export function decide(turn: Turn, looks: Looks): Decision {
             `talosctl -e ${turn.node} -n ${turn.node} reboot --wait=false`,
       });
     }
-    return d({ kind: "reboot", why: `etcd Failed (${lastEvent(info)})` });
+    return d({ kind: "reboot", why: `etcd Failed (${failedReason(info)})` });
   }
   const atOnce = rebootAtOnce(turn);
   if (atOnce) return d({ kind: "reboot", why: atOnce });
