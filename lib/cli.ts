@@ -19,6 +19,8 @@ import { parseNodeList } from "./nodes.ts";
 /** Default deadline for each wait. */
 export const DEFAULT_TIMEOUT_MS = 10 * 60_000;
 export const DEFAULT_OUT = "./etcd-recovery";
+/** How long rejoin lets a wiped node begin its join by itself before it reboots it. */
+export const DEFAULT_JOIN_GRACE_MS = 30_000;
 
 export interface Options {
   /** Control-plane nodes, in the order given. Empty only where a task reads them from OUT. */
@@ -34,6 +36,13 @@ export interface Options {
   /** True when --timeout was given (some steps have a shorter default). */
   timeoutGiven: boolean;
   force: boolean;
+  /**
+   * rejoin: how long a wiped node may go without beginning to join, counted from when the
+   * seed runs with no learner in flight, before it is rebooted. @default DEFAULT_JOIN_GRACE_MS
+   */
+  joinGraceMs: number;
+  /** rejoin: reboot every other node, one at a time (the seed runbook's rolling reboot). */
+  rollingReboot: boolean;
   json: boolean;
   help: boolean;
   talosctl: string;
@@ -53,6 +62,8 @@ const FLAGS = {
   "dry-run": { type: "boolean" },
   timeout: { type: "string" },
   force: { type: "boolean" },
+  "join-grace": { type: "string" },
+  "rolling-reboot": { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -68,6 +79,10 @@ export const COMMON_FLAGS_HELP = `Flags:
   --dry-run            print the commands as a bash script; run nothing
   --timeout 10m        deadline for each wait (ms, s, m, h; e.g. 90s, 1m30s)
   --force              override a refusal that names this flag
+  --join-grace 30s     rejoin: reboot a node that has not begun to join this long after the
+                       seed runs with no learner in flight (same units as --timeout)
+  --rolling-reboot     rejoin: reboot every other node one at a time, even those that would
+                       rejoin by themselves (the seed runbook's rolling reboot)
   --json               machine-readable output where the step has data
   --help               this text
 Environment: TALOSCTL, ETCDUTL, KUBECTL (tool paths; default: found on PATH)
@@ -174,6 +189,10 @@ export function parseOptions(
     timeoutMs: values.timeout !== undefined ? parseDuration(values.timeout) : DEFAULT_TIMEOUT_MS,
     timeoutGiven: values.timeout !== undefined,
     force: values.force ?? false,
+    joinGraceMs: values["join-grace"] !== undefined
+      ? parseDuration(values["join-grace"], "--join-grace")
+      : DEFAULT_JOIN_GRACE_MS,
+    rollingReboot: values["rolling-reboot"] ?? false,
     json: values.json ?? false,
     help,
     talosctl: env.TALOSCTL || "talosctl",

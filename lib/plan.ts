@@ -108,6 +108,17 @@ function helpers(talosctl: string): Record<string, Helper> {
       ],
       uses: ["talos"],
     },
+    joining: {
+      doc: "joining NODE SEED: NODE's etcd runs (joined or joining), or SEED lists a learner " +
+        "(NODE waits its turn)",
+      body: [
+        "joining() {",
+        '  etcd_is "$1" STATE Running && return 0',
+        `  local m; m=$(talos "$2" etcd members) && grep -q ' true$' <<<"$m"`,
+        "}",
+      ],
+      uses: ["talos", "etcd_is"],
+    },
     voter: {
       doc:
         "voter VIA NODE: `etcd members` on VIA lists NODE as a voter, and NODE's etcd is healthy",
@@ -150,6 +161,11 @@ export function etcdRestoredPlan(node: string): string {
 /** `bootstrap_from NODE FILE`: the restore, false while its answer means "not yet". */
 export function bootstrapFromPlan(node: string, file: string): string {
   return `bootstrap_from ${shellLine([node, file])}`;
+}
+
+/** `joining NODE SEED`: NODE has begun to join, or waits for the learner slot. */
+export function joiningPlan(node: string, seed: string): string {
+  return `joining ${shellLine([node, seed])}`;
 }
 
 /** `no_learner NODE`: every member listed by NODE votes. */

@@ -1,16 +1,20 @@
 /**
- * Step 7 — rejoin: bring the other nodes back one at a time.
+ * Step 7 — rejoin: wait for the other nodes to come back, rebooting only those that will not.
  *
- * What:     for each node but the seed, in order: `talosctl -e N -n N reboot --wait=false`
- *           (drops cached state, unsticks a join loop Talos gave up on after 30 min), then
- *           polls until its etcd is Running with HEALTH OK and the seed lists it as a voting
- *           member. A learner (HEALTH Fail, "rpc not supported for learner") is expected on
- *           the way: etcd allows one learner at a time, promoted once caught up. The next
- *           node is rebooted only after that. The seed is never rebooted.
- * Changes:  reboots every node but the seed, one at a time.
- * Re-run:   nodes this OUT's journal records as rejoined are not rebooted again.
+ * What:     after the wipe, Talos retries the join of each wiped node every 3 s for 30 min, as
+ *           a learner (etcd takes one at a time, promoted once caught up; meanwhile its health
+ *           fails with "rpc not supported for learner"). For each node but the seed, in order:
+ *           poll until its etcd is Running with HEALTH OK and the seed lists it as a voter. It
+ *           is rebooted (`reboot --wait=false`, one at a time) only when its etcd is Failed (the
+ *           join gave up), when it has not begun to join within --join-grace (default 30s,
+ *           counted while the seed runs with no learner in flight), or always with
+ *           --rolling-reboot. The decision: lib/rejoin_policy.ts. The seed is never rebooted,
+ *           nor a node the seed listed as a voter when rejoin started.
+ * Changes:  reboots only the nodes above (with --rolling-reboot: every node not yet a voter).
+ * Re-run:   nodes this OUT's journal records as rejoined are not waited for or rebooted again.
  * Raw:      talosctl -e 192.168.53.10 -n 192.168.53.10 reboot --wait=false
  * Usage:    deno task rejoin --nodes A,B,C [--seed N] [--out DIR] [--yes] [--timeout 10m]
+ *                            [--join-grace 30s] [--rolling-reboot]
  */
 
 import { type Ctx, SKIPPED, step } from "../lib/context.ts";
@@ -19,17 +23,21 @@ import { RefusedError, StepError } from "../lib/errors.ts";
 import { planSeed, seedOf } from "../lib/inspect.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
-import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "../lib/cluster.ts";
+import { describe, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster.ts";
 import { readProgress, rejoinedNodes } from "../lib/resume.ts";
-import { isLearnerRpc, memberForNode, parseMembers } from "../lib/parse.ts";
-import { poll } from "../lib/poll.ts";
+import { memberForNode, parseMembers, tail } from "../lib/parse.ts";
+import { formatMs, poll } from "../lib/poll.ts";
+import { DEFAULT_JOIN_GRACE_MS } from "../lib/cli.ts";
+import { decide, needsMembers, rebootAtOnce, type Turn } from "../lib/rejoin_policy.ts";
 import { commandFailure, sub, talos, talosOk } from "../lib/talosctl.ts";
-import { etcdIsPlan, noLearnerPlan, talosPlan, waitForPlan } from "../lib/plan.ts";
+import { etcdIsPlan, joiningPlan, noLearnerPlan, talosPlan, waitForPlan } from "../lib/plan.ts";
 
 export const task: TaskDef = {
   name: "rejoin",
-  summary: "reboot the other nodes one at a time, each until it is a healthy voting member",
-  usage: "  deno task rejoin --nodes A,B,C [--seed N] [--out DIR] [--yes] [--timeout 10m]",
+  summary: "wait until every other node is a healthy voting member, rebooting only those " +
+    "whose etcd Failed or that do not begin to join (every one with --rolling-reboot)",
+  usage: "  deno task rejoin --nodes A,B,C [--seed N] [--out DIR] [--yes] [--timeout 10m]\n" +
+    "                   [--join-grace 30s] [--rolling-reboot]",
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, rejoinPlan(ctx));
     const seed = await seedOf(ctx);
@@ -37,7 +45,7 @@ export const task: TaskDef = {
   },
 };
 
-/** Reboots each non-seed node in turn and waits until it votes. */
+/** Waits until each non-seed node votes, rebooting only those the policy names. */
 export async function rejoin(ctx: Ctx, seed: string): Promise<void> {
   const others = ctx.opts.nodes.filter((n) => n !== seed);
   const done = rejoinedBefore(ctx.opts.out);
@@ -49,15 +57,18 @@ export async function rejoin(ctx: Ctx, seed: string): Promise<void> {
     throw new RefusedError(
       `etcd on the seed "${seed}" is ${
         describe(look)
-      }: rejoin reboots every other node, so the seed must be the node whose etcd runs`,
+      }: rejoin may reboot every other node, so the seed must be the node whose etcd runs`,
       {
         hint:
           "check --seed (the node that was bootstrapped), or wait until its etcd is Running with HEALTH OK",
       },
     );
   }
-  await confirm(ctx, `reboot ${todo.join(", ")} one at a time`, () => rejoinPlan(ctx));
+  const voters = await votersAtStart(ctx, seed);
+  const wait = todo.filter((n) => !voters.has(n));
+  if (wait.length > 0) await confirm(ctx, rejoinAction(ctx, wait), () => rejoinPlan(ctx));
   const rejoined = others.filter((n) => done.has(n));
+  const clock: { quietSince?: number } = {};
   for (const [i, node] of todo.entries()) {
     const later = todo.slice(i + 1);
     ctx.clusterState = rejoinState(seed, rejoined, undefined, todo.slice(i));
@@ -66,7 +77,7 @@ export async function rejoin(ctx: Ctx, seed: string): Promise<void> {
       `rejoin:${node}`,
       `Rejoining ${node} (${i + 1} of ${todo.length})`,
       () =>
-        rejoinOne(ctx, seed, node, () => {
+        rejoinOne(ctx, { seed, node, voterAtStart: voters.has(node), clock }, () => {
           ctx.clusterState = rejoinState(seed, rejoined, node, later);
         }),
     );
@@ -101,49 +112,97 @@ function rejoinedBefore(out: string): Set<string> {
   return rejoinedNodes(readProgress(out));
 }
 
+/** What rejoin will do, for the prompt. */
+function rejoinAction(ctx: Ctx, nodes: string[]): string {
+  if (ctx.opts.rollingReboot) return `reboot ${nodes.join(", ")} one at a time`;
+  return `wait for ${nodes.join(", ")} to rejoin, rebooting (one at a time) only a node whose ` +
+    `etcd is Failed or that has not begun to join within ${formatMs(ctx.opts.joinGraceMs)}`;
+}
+
+/** The nodes the seed lists as voters now (none when it cannot say: then none is skipped). */
+async function votersAtStart(ctx: Ctx, seed: string): Promise<Set<string>> {
+  const r = await talos(ctx, seed, sub.members(), { step: "rejoin" });
+  if (r.code !== 0) {
+    ctx.log.warn(`"${seed}" did not list its members (${tail(r.stderr, 1)}): no node is skipped`);
+    return new Set();
+  }
+  const members = parseMembers(r.stdout);
+  return new Set(ctx.opts.nodes.filter((n) => memberForNode(members, n)?.learner === false));
+}
+
+/**
+ * Waits until `node` is Running, HEALTH OK and a voter on the seed; reboots it (once) when
+ * the policy says so (lib/rejoin_policy.ts). `clock` carries the grace clock between nodes.
+ */
 async function rejoinOne(
   ctx: Ctx,
-  seed: string,
-  node: string,
+  o: { seed: string; node: string; voterAtStart: boolean; clock: { quietSince?: number } },
   rebooted: () => void,
 ): Promise<typeof SKIPPED | void> {
-  const sentAt = ctx.deps.now();
-  ctx.continueWith = taskCommand("rejoin", ctx.opts, ["--seed", seed, "--yes"]);
-  const r = await talos(ctx, node, sub.reboot(), { step: `rejoin:${node}`, mutating: true });
-  if (r.code !== 0) throw commandFailure(ctx, node, sub.reboot(), r);
-  rebooted();
-  let wentDown = false;
-  await poll(ctx, {
+  const { seed, node, clock } = o;
+  ctx.continueWith = taskCommand("rejoin", ctx.opts, [
+    "--seed",
+    seed,
+    "--yes",
+    ...rejoinFlags(ctx),
+  ]);
+  const turn: Turn = {
+    node,
+    seed,
+    graceMs: ctx.opts.joinGraceMs,
+    rolling: ctx.opts.rollingReboot,
+    voterAtStart: o.voterAtStart,
+  };
+  let backFromReboot = false;
+  const reboot = async (why: string) => {
+    ctx.log.info(`${node}: rebooting: ${why}`);
+    const sentAt = ctx.deps.now();
+    const r = await talos(ctx, node, sub.reboot(), { step: `rejoin:${node}`, mutating: true });
+    if (r.code !== 0) throw commandFailure(ctx, node, sub.reboot(), r);
+    Object.assign(turn, { rebootedAt: sentAt, rebootedWhy: why });
+    clock.quietSince = undefined; // its own join starts the clock again
+    rebooted();
+  };
+  const atOnce = rebootAtOnce(turn);
+  if (atOnce) await reboot(atOnce);
+  const why = await poll(ctx, {
     what: `"${node}" to rejoin as a healthy voting member`,
     intervalMs: SERVICE_POLL_MS,
     timeoutMs: ctx.opts.timeoutMs,
     check: async () => {
-      const look = await lookAtEtcd(ctx, node, `rejoin:${node}`);
-      if (look.kind === "down") wentDown = true;
-      if (look.kind === "down") return { done: false, state: describe(look) };
-      if (!wentDown && !startedWithin(look.info, ctx.deps.now() - sentAt)) {
-        return { done: false, state: `${describe(look)} — not rebooted yet` };
-      }
-      if (look.info.state === "Failed") {
-        throw new StepError(`etcd on "${node}" failed: ${lastEvent(look.info)}`, {
-          hint: `reboot it again with deno task rejoin (it was not recorded as rejoined)`,
-        });
-      }
-      if (look.info.state !== "Running" || look.info.health !== "OK") {
-        const learner = isLearnerRpc(look.info.lastHealthMessage ?? "")
-          ? " — a learner, waiting for promotion"
-          : "";
-        return { done: false, state: `${describe(look)}${learner}` };
-      }
-      const members = parseMembers(
-        await talosOk(ctx, seed, sub.members(), { step: `rejoin:${node}` }),
-      );
-      const me = memberForNode(members, node);
-      if (!me) return { done: false, state: `healthy, but "${seed}" does not list it yet` };
-      if (me.learner) return { done: false, state: "a learner, waiting for promotion" };
-      return { done: true, value: undefined };
+      const service = await lookAtEtcd(ctx, node, `rejoin:${node}`);
+      if (turn.rebootedAt !== undefined && service.kind === "down") backFromReboot = true;
+      const members = needsMembers(turn, service)
+        ? parseMembers(await talosOk(ctx, seed, sub.members(), { step: `rejoin:${node}` }))
+        : undefined;
+      const now = ctx.deps.now();
+      const { action, quietSince } = decide(turn, {
+        now,
+        quietSince: clock.quietSince,
+        service,
+        members,
+        backFromReboot,
+      });
+      clock.quietSince = quietSince;
+      if (action.kind === "done") return { done: true, value: action.why };
+      if (action.kind === "fail") throw new StepError(action.error, { hint: action.hint });
+      if (action.kind === "wait") return { done: false, state: action.state };
+      await reboot(action.why);
+      return { done: false, state: `rebooted: ${action.why}` };
     },
   });
+  ctx.log.ok(`${node}: ${why}`);
+  if (turn.rebootedAt === undefined) return o.voterAtStart ? SKIPPED : undefined;
+}
+
+/** The rejoin flags a command to continue must repeat. */
+function rejoinFlags(ctx: Ctx): string[] {
+  return [
+    ...(ctx.opts.rollingReboot ? ["--rolling-reboot"] : []),
+    ...(ctx.opts.joinGraceMs !== DEFAULT_JOIN_GRACE_MS
+      ? ["--join-grace", `${ctx.opts.joinGraceMs / 1000}s`]
+      : []),
+  ];
 }
 
 /**
@@ -158,14 +217,26 @@ export function rejoinPlan(ctx: Ctx): string[] {
   const candidates = c.opts.seed ? c.opts.nodes.filter((n) => n !== seed) : c.opts.nodes;
   const skipped = candidates.filter((n) => done.has(n));
   const seconds = c.opts.timeoutMs / 1000;
+  const graceS = c.opts.joinGraceMs / 1000;
+  const reboot = (n: string) => [talosPlan(n, sub.reboot()), "sleep 30"];
+  // Without --rolling-reboot: a node that has not begun to join (Running, or waiting for the
+  // learner slot another node holds) within the grace is rebooted; the others are waited for.
+  const rebootIfNotJoining = (n: string) => [
+    `if ! (${waitForPlan(`${n} to begin joining`, graceS, joiningPlan(n, seed))}); then`,
+    ...reboot(n).map((l) => `  ${l}`),
+    "fi",
+  ];
   return [
-    "# Step 7: reboot the other nodes one at a time; each must be Running, HEALTH OK, and a voter",
+    c.opts.rollingReboot
+      ? "# Step 7: reboot the other nodes one at a time; each must be Running, HEALTH OK, and a voter"
+      : `# Step 7: the other nodes rejoin by themselves, one learner at a time; one not joining ` +
+        `within ${formatMs(c.opts.joinGraceMs)} is rebooted`,
+    ...(c.opts.rollingReboot ? [] : ["# each must then be Running, HEALTH OK, and a voter"]),
     ...(skipped.length > 0 ? [`# already rejoined in an earlier run: ${skipped.join(", ")}`] : []),
     ...lines,
     ...candidates.filter((n) => !done.has(n)).flatMap((n) => [
       ...(c.opts.seed ? [] : [`if [ "${n}" != "$SEED" ]; then`]),
-      talosPlan(n, sub.reboot()),
-      "sleep 30",
+      ...(c.opts.rollingReboot ? reboot(n) : rebootIfNotJoining(n)),
       waitForPlan(`etcd on ${n} to be healthy`, seconds, etcdIsPlan(n, "HEALTH", "OK")),
       waitForPlan(`${n} to be promoted (no learner left)`, seconds, noLearnerPlan(seed)),
       ...(c.opts.seed ? [] : ["fi"]),

@@ -11,7 +11,8 @@
  *   deno task lab load [--keys 2000]     write keys (JSON gateway, keep-alive)
  *   deno task lab break                  one member stops early, more writes, CORRUPT alarm
  *   deno task lab status                 nodes, etcd states, health, PIDs, VIP, alarms
- *   deno task lab fault NODE KIND        off | on | short-copy | torn-copy | stuck-reset | clear
+ *   deno task lab fault NODE KIND        off | on | short-copy | torn-copy | stuck-reset |
+ *                                        join-gave-up | clear
  *   deno task lab down                   stop every process by PID, remove member data
  *
  * `up` prints the `TALOSCTL=… deno task <step> …` lines to rehearse each step by hand.

@@ -9,7 +9,7 @@
  *   4 wait      the seed's etcd is Preparing
  *   5 bootstrap restore the seed from its copy; wait until etcd runs (exit 0 is not enough)
  *   6 disarm    clear the CORRUPT alarm that came back inside the db
- *   7 rejoin    reboot the other nodes one at a time, each until it votes
+ *   7 rejoin    wait until the others vote again; reboot only a node that will not rejoin
  *   8 verify    members, alarms, the VIP, the Kubernetes API
  *
  * Changes:  everything the steps change. Without --yes and without a terminal it prints the

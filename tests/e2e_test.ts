@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { backendOf } from "../lib/sim/backend_model.ts";
 import { breakCluster, fault, labEnv, load, prove } from "../lib/sim/lab.ts";
@@ -173,6 +173,51 @@ Deno.test("e2e: a node that stays unreachable after its reset fails the wait at 
     assert.match(again.stderr, /Resuming from .*: reset sent to .*, wipe not finished/);
     assert.doesNotMatch(again.stderr, /Pre-flight/);
     assert.match(again.stderr, /recovered: etcd restored from/);
+  });
+});
+
+/** The `reboot` calls the lab's talosctl answered, as the nodes they went to. */
+function reboots(dir: string): string[] {
+  return readFileSync(join(dir, "calls.log"), "utf8").split("\n").filter(Boolean)
+    .map((l) => JSON.parse(l) as { argv: string[] })
+    .filter((c) => c.argv.includes("reboot")).map((c) => c.argv[c.argv.indexOf("-n") + 1]);
+}
+
+Deno.test("e2e: the wiped nodes rejoin by themselves: recover reboots no node", async () => {
+  const backend: Backend = etcdInstalled() || Deno.env.get("CI") ? "etcd" : "model";
+  await withLab({ backend, speed: backend === "etcd" ? 100 : 1000 }, async (dir) => {
+    await incident(dir);
+    const out = outDir(dir);
+    const r = await recover(dir, out, ["--timeout", "2m"]);
+    assert.equal(r.code, 0, tail(r));
+    assert.deepEqual(reboots(dir), [], "no reboot was sent");
+    // each came back by itself, during disarm already at this speed, or while rejoin waited
+    for (const n of ["127.0.53.10", "127.0.53.12"]) {
+      assert.match(
+        r.stderr,
+        new RegExp(`ok: ${n}: (already a voter|rejoined by itself at \\d\\d:\\d\\d:\\d\\d UTC)\n`),
+      );
+    }
+    await assertRecovered(dir, out);
+  });
+});
+
+Deno.test("e2e: a node whose join gave up (etcd Failed) is rebooted, and only that one", async () => {
+  const backend: Backend = etcdInstalled() || Deno.env.get("CI") ? "etcd" : "model";
+  await withLab({ backend, speed: backend === "etcd" ? 100 : 1000 }, async (dir) => {
+    await incident(dir);
+    await fault(dir, "127.0.53.12", "join-gave-up");
+    const out = outDir(dir);
+    const r = await recover(dir, out, ["--timeout", "2m"]);
+    assert.equal(r.code, 0, tail(r));
+    assert.deepEqual(reboots(dir), ["127.0.53.12"]);
+    assert.match(
+      r.stderr,
+      /127\.0\.53\.12: rebooting: etcd Failed \(Failed to run pre stage: failed to build initial etcd cluster: .*occurred: timeout\)/,
+    );
+    assert.match(r.stderr, /ok: 127\.0\.53\.10: (already a voter|rejoined by itself)/);
+    assert.match(r.stderr, /ok: 127\.0\.53\.12: rebooted: etcd Failed .*; a voter at /);
+    await assertRecovered(dir, out);
   });
 });
 

@@ -27,7 +27,7 @@ function membersOf(nodes: string[]): string {
 }
 
 for (const count of [5, 7]) {
-  Deno.test(`recover works on ${count} control-plane nodes, rejoining one at a time`, async () => {
+  Deno.test(`recover works on ${count} control-plane nodes, rebooting one at a time with --rolling-reboot`, async () => {
     const nodes = Array.from({ length: count }, (_, i) => `192.168.53.${10 + i}`);
     const out = tempOut();
     const status = (n: string): Recording => {
@@ -65,6 +65,7 @@ for (const count of [5, 7]) {
       ...bootstrapRecs(out),
       ...disarmRecs(),
       rec.service(SEED, "service-etcd.running-ok.txt"),
+      rec.members(SEED, "etcd-members.seed-only.txt"), // before any of `members` below
       ...others.flatMap((n) => [
         rec.reboot(n),
         rec.refused(n),
@@ -79,7 +80,7 @@ for (const count of [5, 7]) {
       rec.kubectlAbsent(),
     ], { dbs: extra });
     const code = await recover(
-      ["--nodes", nodes.join(","), "--vip", VIP, "--out", out, "--yes"],
+      ["--nodes", nodes.join(","), "--vip", VIP, "--out", out, "--yes", "--rolling-reboot"],
       w.deps,
     );
     assert.equal(code, 0, w.stderr());

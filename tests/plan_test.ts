@@ -15,6 +15,7 @@ import {
   copyDbPlan,
   etcdIsPlan,
   etcdRestoredPlan,
+  joiningPlan,
   noLearnerPlan,
   planScript,
   talosPlan,
@@ -202,4 +203,37 @@ Deno.test("copy_db copies into DIR.partial and moves it to DIR only when cp succ
   const failed = await bash(planScript([failing.bin], [copyDbPlan(N, `${dir}/db.b`)]));
   assert.equal(failed.code, 1);
   assert.equal((await bash(`test ! -e ${dir}/db.b`)).code, 0, "no half copy at DIR");
+});
+
+Deno.test("joining waits while the node is Preparing and no learner holds the slot; a learner elsewhere counts", async () => {
+  const fake = fakeTalosctl([
+    { stdout: fx("service-etcd.preparing.txt") }, // the node
+    { stdout: fx("etcd-members.seed-only.txt") }, // the seed: no learner
+    { stdout: fx("service-etcd.preparing.txt") },
+    { stdout: fx("etcd-members.learner.txt") }, // another node is the learner: waiting its turn
+  ]);
+  const line = waitForPlan("joining", 60, joiningPlan(N, "192.168.53.11"));
+  const r = await bash(planScript([fake.bin], [line, "echo joining"]));
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "joining\n");
+  assert.equal(fake.calls().length, 4);
+});
+
+Deno.test("a node not joining within the grace is rebooted by the plan: wait_for fails in its subshell", async () => {
+  const fake = fakeTalosctl([
+    { stdout: fx("service-etcd.preparing.txt") },
+    { stdout: fx("etcd-members.seed-only.txt") },
+    { stdout: fx("reboot.nowait.txt") },
+  ]);
+  const wait = waitForPlan("joining", 0, joiningPlan(N, "192.168.53.11"));
+  const r = await bash(planScript([fake.bin], [
+    `if ! (${wait}); then`,
+    `  ${talosPlan(N, ["reboot", "--wait=false"])}`,
+    "fi",
+    "echo went on",
+  ]));
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /timed out after 0s waiting for joining/);
+  assert.deepEqual(fake.calls().at(-1), `-e ${N} -n ${N} reboot --wait=false`);
+  assert.equal(r.stdout.trim().split("\n").at(-1), "went on");
 });

@@ -213,9 +213,23 @@ export const disarmRecs = (seed = SEED) => [
   { cmd: T(seed, "etcd", "alarm", "disarm"), stdout: fxFor("etcd-alarm-disarm.txt", seed) },
   rec.alarms(seed, "etcd-alarm-list.empty.txt"),
 ];
-/** Each other node: reboot, down, learner, healthy; the seed lists it as a voter. */
+/**
+ * rejoin by default: the seed runs and lists only itself; the first other node is a learner,
+ * then healthy; each is then a voter by itself, and nothing is rebooted.
+ */
 export const rejoinRecs = (seed = SEED, nodes = NODES) => [
-  rec.service(seed, "service-etcd.running-ok.txt"), // the seed runs before anyone is rebooted
+  rec.service(seed, "service-etcd.running-ok.txt"), // the seed runs before anything is decided
+  rec.members(seed, "etcd-members.seed-only.txt"), // who votes already
+  ...nodes.filter((n) => n !== seed).flatMap((n, i) => [
+    ...(i === 0 ? [rec.service(n, "service-etcd.running-learner.txt")] : []),
+    rec.service(n, "service-etcd.running-ok.joined.txt"),
+    rec.members(seed, "etcd-members.txt"),
+  ]),
+];
+/** rejoin --rolling-reboot: each other node rebooted, down, learner, healthy, a voter. */
+export const rollingRejoinRecs = (seed = SEED, nodes = NODES) => [
+  rec.service(seed, "service-etcd.running-ok.txt"),
+  rec.members(seed, "etcd-members.seed-only.txt"),
   ...nodes.filter((n) => n !== seed).flatMap((n) => [
     rec.reboot(n),
     rec.refused(n),

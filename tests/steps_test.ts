@@ -31,7 +31,7 @@ import {
   preflightRecs,
   rec,
   recordSeed,
-  rejoinRecs,
+  rollingRejoinRecs,
   SEED,
   statusRecs,
   T,
@@ -835,15 +835,19 @@ Deno.test("disarm: no alarm listed exits 0 without a disarm call", async () => {
 
 // ---- 7 rejoin -------------------------------------------------------------------------------
 
-Deno.test("rejoin: a learner never promoted ends at the deadline mentioning the learner", async () => {
+Deno.test("rejoin --rolling-reboot: a learner never promoted ends at the deadline mentioning the learner", async () => {
   const out = tempOut();
   const w = fakeWorld([
     rec.service(SEED, "service-etcd.running-ok.txt"),
+    rec.members(SEED, "etcd-members.seed-only.txt"),
     rec.reboot(N10),
     rec.refused(N10),
     ...repeat(rec.service(N10, "service-etcd.running-learner.txt"), 20),
   ]);
-  const code = await rejoin(seedArgs(out, "--yes", "--timeout", "1m"), w.deps);
+  const code = await rejoin(
+    seedArgs(out, "--yes", "--timeout", "1m", "--rolling-reboot"),
+    w.deps,
+  );
   assert.equal(code, 1, w.stderr());
   w.replay.assertDone();
   assert.deepEqual(w.replay.callsMatching(/ reboot /), [T(N10, "reboot", "--wait=false")]);
@@ -855,7 +859,10 @@ Deno.test("rejoin: a learner never promoted ends at the deadline mentioning the 
     w.stderr(),
     /error: Timed out waiting for "192\.168\.53\.10" to rejoin as a healthy voting member: deadline 1m \(checked every 1s to 5s, \d+ times over [0-9ms]+; last state: Running \(HEALTH Fail\): etcdserver: rpc not supported for learner — a learner, waiting for promotion\)/,
   );
-  assert.match(w.stderr(), /to continue: deno task rejoin .*--seed 192\.168\.53\.11 --yes/);
+  assert.match(
+    w.stderr(),
+    /to continue: deno task rejoin .*--seed 192\.168\.53\.11 --yes --rolling-reboot\n/,
+  );
   assert.equal(w.stderr().match(/to continue: .*/)![0].split("--seed").length, 2, "--seed once");
   assert.match(
     w.stderr(),
@@ -865,26 +872,30 @@ Deno.test("rejoin: a learner never promoted ends at the deadline mentioning the 
   assert.ok(!journal(out).some((e) => e.type === "step" && e.event === "ok"), "nothing rejoined");
 });
 
-Deno.test("rejoin: a node the seed still lists as learner is not done, even with HEALTH OK", async () => {
+Deno.test("rejoin --rolling-reboot: a node the seed still lists as learner is not done, even with HEALTH OK", async () => {
   const out = tempOut();
   const w = fakeWorld([
     rec.service(SEED, "service-etcd.running-ok.txt"),
+    rec.members(SEED, "etcd-members.seed-only.txt"),
     rec.reboot(N10),
     rec.refused(N10),
     ...repeat(rec.service(N10, "service-etcd.running-ok.joined.txt"), 20),
     ...repeat(rec.members(SEED, "etcd-members.learner.txt"), 20),
   ]);
-  const code = await rejoin(seedArgs(out, "--yes", "--timeout", "1m"), w.deps);
+  const code = await rejoin(
+    seedArgs(out, "--yes", "--timeout", "1m", "--rolling-reboot"),
+    w.deps,
+  );
   assert.equal(code, 1, w.stderr());
   w.replay.assertDone();
   assert.match(w.stderr(), /last state: a learner, waiting for promotion\)/);
   assert.deepEqual(w.replay.callsMatching(/ reboot /).length, 1);
 });
 
-Deno.test("rejoin reboots the other nodes one at a time, each after the previous votes, never the seed", async () => {
+Deno.test("rejoin --rolling-reboot reboots the other nodes one at a time, each after the previous votes, never the seed", async () => {
   const out = tempOut();
-  const w = fakeWorld(rejoinRecs());
-  const code = await rejoin(seedArgs(out, "--yes"), w.deps);
+  const w = fakeWorld(rollingRejoinRecs());
+  const code = await rejoin(seedArgs(out, "--yes", "--rolling-reboot"), w.deps);
   assert.equal(code, 0, w.stderr());
   w.replay.assertDone();
   const reboots = w.replay.callsMatching(/ reboot /);
@@ -896,7 +907,7 @@ Deno.test("rejoin reboots the other nodes one at a time, each after the previous
   const calls = w.replay.calls;
   const secondReboot = calls.indexOf(T(N12, "reboot", "--wait=false"));
   const lastLookAt10 = calls.lastIndexOf(T(N10, "service", "etcd"));
-  const firstVoterCheck = calls.indexOf(T(SEED, "etcd", "members"));
+  const firstVoterCheck = calls.indexOf(T(SEED, "etcd", "members"), 2); // after "who votes"
   assert.ok(lastLookAt10 < secondReboot, ".12 is rebooted only after .10 is healthy");
   assert.ok(firstVoterCheck < secondReboot, "...and listed as a voter by the seed");
   assert.ok(
@@ -1028,7 +1039,10 @@ Deno.test("rejoin's printed plan uses the recorded seed and leaves out the nodes
     }) + "\n",
   );
   // No terminal, no --yes: the plan, and nothing rebooted.
-  const w = fakeWorld([rec.service(SEED, "service-etcd.running-ok.txt")]);
+  const w = fakeWorld([
+    rec.service(SEED, "service-etcd.running-ok.txt"),
+    rec.members(SEED, "etcd-members.seed-only.txt"),
+  ]);
   const code = await rejoin([...NODES_FLAG, "--out", out], w.deps);
   assert.equal(code, 0, w.stderr());
   w.replay.assertDone();
@@ -1037,5 +1051,8 @@ Deno.test("rejoin's printed plan uses the recorded seed and leaves out the nodes
   assert.ok(!plan.includes(P(N10, "reboot")), "a node that rejoined is not rebooted again");
   assert.ok(!plan.includes("SEED=$("), "the seed comes from the journal, not from status");
   assert.match(plan, /# already rejoined in an earlier run: 192\.168\.53\.10/);
-  assert.match(w.stderr(), /printed the plan for "reboot 192\.168\.53\.12 one at a time"/);
+  assert.match(
+    w.stderr(),
+    /printed the plan for "wait for 192\.168\.53\.12 to rejoin, rebooting \(one at a time\) only a node whose etcd is Failed or that has not begun to join within 30s"/,
+  );
 });

@@ -334,6 +334,7 @@ export const FAULTS = [
   "short-copy",
   "torn-copy",
   "stuck-reset",
+  "join-gave-up",
   "clear",
 ] as const;
 export type Fault = typeof FAULTS[number];
@@ -343,6 +344,8 @@ export type Fault = typeof FAULTS[number];
  * - `crash-on-copy`: its next `cp` finds it crashing: the copy fails, the node reboots
  * - `short-copy`: its next `cp` writes half the file and fails; `torn-copy`: same, exit 0
  * - `stuck-reset`: after its next reset it never comes back; `clear`: no faults
+ * - `join-gave-up`: its next join loop gives up (Talos' 30 min join timeout): once the seed
+ *   could take it as a learner, its etcd is Failed; a reboot makes it join again
  */
 export async function fault(dirArg: string, label: string, kind: Fault): Promise<void> {
   await onLab(dirArg, async (s) => {
@@ -365,6 +368,7 @@ export async function fault(dirArg: string, label: string, kind: Fault): Promise
     else if (kind === "short-copy") n.faults.shortCopy = "error";
     else if (kind === "torn-copy") n.faults.shortCopy = "silent";
     else if (kind === "stuck-reset") n.faults.stuckReset = true;
+    else if (kind === "join-gave-up") n.faults.joinGaveUp = true;
     else n.faults = {};
     await tick(s, be);
     note(s, `fault ${kind} on ${label}`);

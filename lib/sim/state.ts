@@ -53,6 +53,11 @@ export interface Faults {
   crashOnCopy?: boolean;
   /** The next reset never comes back (the node stays unreachable). */
   stuckReset?: boolean;
+  /**
+   * Its next join loop gives up (as after Talos' 30 min `EtcdJoinTimeout`): once the seed
+   * could take it, its etcd is Failed instead of joining. Cleared when it fires.
+   */
+  joinGaveUp?: boolean;
 }
 
 export interface NodeState {

@@ -233,10 +233,26 @@ async function promoteLearners(s: LabState, be: EtcdBackend, now: number) {
   }
 }
 
+/**
+ * What Talos v1.13 shows once `buildInitialCluster` gave up (`retry.Constant(EtcdJoinTimeout =
+ * 30m, 3 s units)`; go-retry's error set ends with `timeout`): the pre stage failed, the
+ * service is Failed and not restarted; the message holds a newline and a tab.
+ */
+export const JOIN_GAVE_UP = "Failed to run pre stage: failed to build initial etcd cluster: " +
+  "failed to build cluster arguments: 1 error(s) occurred:\n\ttimeout";
+
 /** The join loop of waiting nodes: at most one learner in the cluster at a time. */
 async function joinOne(s: LabState, be: EtcdBackend, now: number) {
   const via = primaryVoters(s, be)[0];
   if (!via) return;
+  for (const n of s.nodes.filter((x) => x.phase === "preparing" && x.faults.joinGaveUp)) {
+    n.faults.joinGaveUp = false;
+    n.phase = "failed";
+    n.phaseAt = now;
+    n.nextJoinAt = undefined;
+    addEvent(n, now, "Failed", JOIN_GAVE_UP);
+    note(s, `${n.label}: its join loop gave up (fault join-gave-up): etcd Failed`);
+  }
   if (s.nodes.some((n) => n.member?.cluster === s.primary && n.member.learner)) return;
   const n = s.nodes.find((x) =>
     x.phase === "preparing" && x.nextJoinAt !== undefined && now >= x.nextJoinAt
