@@ -345,9 +345,9 @@ export function nextSteps(
     case "nospace": {
       // defrag one member at a time, the leader last (defrag blocks that member meanwhile)
       const order = [...healthy.filter((n) => n !== on), ...(on ? [on] : [])];
-      const full = [...(options.status ?? [])].filter(([, r]) =>
-        bytesOf(r.inUse) !== undefined && bytesOf(r.inUse)! > 0.8 * DEFAULT_QUOTA_BYTES
-      ).map(([n]) => n);
+      const full = [...(options.status ?? [])].filter(([, r]) => quotaFull(r.inUse)).map(([n]) =>
+        n
+      );
       return [
         "# defragment each member, one at a time, the leader last; then clear the alarm",
         ...order.map((n) => options.talos(n, ["etcd", "defrag"])),
@@ -355,12 +355,7 @@ export function nextSteps(
         `# then compare DB SIZE with IN USE: ${
           options.talos(on ?? options.nodes[0], ["etcd", "status"])
         }`,
-        ...(full.length > 0
-          ? [
-            `# IN USE on ${full.join(", ")} is near the 2 GiB quota: defrag cannot free live data;`,
-            "# raise cluster.etcd.extraArgs.quota-backend-bytes in the machine config (e.g. 4294967296)",
-          ]
-          : []),
+        ...quotaAdvice(full).map((l) => `# ${l}`),
       ];
     }
     case "replace":
@@ -397,6 +392,26 @@ export function nextSteps(
         `# or, knowing that every write after the copies is lost: ${options.recover}`,
       ];
   }
+}
+
+/** IN USE above this share of the quota: defrag cannot bring the db far enough below it. */
+export const QUOTA_FULL_SHARE = 0.8;
+
+/** The live data (`IN USE` of etcd status) fills the default quota. */
+export function quotaFull(inUse: string): boolean {
+  const bytes = bytesOf(inUse);
+  return bytes !== undefined && bytes > QUOTA_FULL_SHARE * DEFAULT_QUOTA_BYTES;
+}
+
+/** What to say when the live data of `nodes` fills the quota (empty when none does). */
+export function quotaAdvice(nodes: string[]): string[] {
+  if (nodes.length === 0) return [];
+  return [
+    `IN USE on ${nodes.join(", ")} is near the 2 GiB default quota: defrag cannot free live data`,
+    "raise it in every control-plane node's machine config (cluster.etcd.extraArgs." +
+    "quota-backend-bytes: 4294967296, 4 GiB; etcd suggests at most 8 GiB), reboot them one at a " +
+    "time, then disarm",
+  ];
 }
 
 /** `2.1 GB`, `603 MB (28.10%)` → bytes (SI, as go-humanize prints them). */

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { main as diagnose } from "../tasks/diagnose.ts";
 import { main as replace } from "../tasks/replace.ts";
+import { main as defrag } from "../tasks/defrag.ts";
 import { fakeWorld, type Recording } from "./replay.ts";
 import { fxFor, NODES, NODES_FLAG, rec, T, tempOut } from "./scenario.ts";
 
@@ -170,4 +171,68 @@ Deno.test("replace without a terminal prints its plan: remove-member, reset of t
     /wait_for '192\.168\.53\.12 to vote' 600 voter 192\.168\.53\.11 192\.168\.53\.12/,
   );
   assert.match(plan, /\nvoter\(\) \{/);
+});
+
+/** diagnose's looks on the NOSPACE cluster of the reference: every member follows .11. */
+function nospaceLooks(): Recording[] {
+  return [
+    ...NODES.map(version),
+    ...NODES.map((n) => rec.service(n, "service-etcd.running-ok.txt")),
+    ...NODES.map((n) => statusOf(n, "etcd-status.nospace.txt")),
+    ...NODES.flatMap((n) => [
+      { cmd: T(n, "etcd", "alarm", "list"), stdout: triage("etcd-alarm-list.nospace.txt") },
+      { cmd: T(n, "etcd", "members"), stdout: triage("etcd-members.before-remove.txt") },
+    ]),
+  ];
+}
+
+Deno.test("defrag: each member one at a time, the leader last, then disarm; no node is reset or rebooted", async () => {
+  const after = triage("etcd-status.nospace.after-defrag.txt").replace(
+    / memberID:\S+ alarm:NOSPACE *$/m,
+    "",
+  );
+  const w = fakeWorld([
+    ...nospaceLooks(),
+    ...[N10, N12, N11].flatMap((n) => [
+      { cmd: T(n, "etcd", "defrag"), stdout: triage("etcd-defrag.txt") },
+      rec.service(n, "service-etcd.running-ok.txt"),
+    ]),
+    { cmd: T(N11, "etcd", "alarm", "list"), stdout: triage("etcd-alarm-list.nospace.txt") },
+    { cmd: T(N11, "etcd", "alarm", "disarm"), stdout: triage("etcd-alarm-list.nospace.txt") },
+    rec.alarms(N11, "etcd-alarm-list.empty.txt"),
+    ...NODES.map((n) => ({ cmd: T(n, "etcd", "status"), stdout: after.replaceAll(N11, n) })),
+    ...healthyLooks(),
+  ]);
+  const code = await defrag([...NODES_FLAG, "--out", tempOut(), "--yes"], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  assert.deepEqual(w.replay.callsMatching(MUTATING), [
+    T(N10, "etcd", "defrag"),
+    T(N12, "etcd", "defrag"),
+    T(N11, "etcd", "defrag"),
+    T(N11, "etcd", "alarm", "disarm"),
+  ]);
+  assert.doesNotMatch(w.stderr(), /quota-backend-bytes/, "603 MB in use: defrag freed it");
+  assert.match(w.stderr(), /ok: healthy: /);
+});
+
+Deno.test("defrag refuses a cluster without NOSPACE (exit 2), sending nothing", async () => {
+  const w = fakeWorld(badMemberLooks());
+  const code = await defrag([...NODES_FLAG, "--out", tempOut(), "--yes"], w.deps);
+  assert.equal(code, 2);
+  w.replay.assertDone();
+  assert.deepEqual(w.replay.callsMatching(MUTATING), []);
+  assert.match(w.stderr(), /The verdict is replace, not nospace/);
+  assert.match(w.stderr(), /run deno task diagnose --nodes /);
+});
+
+Deno.test("defrag --dry-run prints the defrags in order, the leader last, and the disarm", async () => {
+  const w = fakeWorld(nospaceLooks());
+  const code = await defrag([...NODES_FLAG, "--out", tempOut(), "--dry-run"], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  const plan = w.stdout();
+  const at = (n: string) => plan.indexOf(`talos ${n} etcd defrag`);
+  assert.ok(at(N10) > 0 && at(N10) < at(N12) && at(N12) < at(N11), plan);
+  assert.ok(plan.indexOf(`talos ${N11} etcd alarm disarm`) > at(N11));
 });

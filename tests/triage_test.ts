@@ -237,7 +237,7 @@ Deno.test("nospace: defrag every member one at a time, the leader last, then dis
   assert.ok(next.indexOf(talos(N11, ["etcd", "alarm", "disarm"])) > next.indexOf(defrags[2]));
   assert.doesNotMatch(next.join("\n"), /quota-backend-bytes/, "603 MB in use: defrag frees it");
   const full = new Map([...status].map(([n, r]) => [n, { ...r, inUse: "1.9 GB (90.00%)" }]));
-  assert.match(steps(d, full).join("\n"), /near the 2 GiB quota.*\n.*quota-backend-bytes/);
+  assert.match(steps(d, full).join("\n"), /near the 2 GiB default quota.*\n.*quota-backend-bytes/);
 });
 
 Deno.test("a learner on its way is not a verdict yet: unknown, naming it", () => {
