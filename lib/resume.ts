@@ -20,6 +20,10 @@ export interface Progress {
   resetSent: Map<string, string>;
   /** Node → the `--system-labels-to-wipe` of its last reset command (sent or not). */
   resetLabels: Map<string, string[]>;
+  /** When the seed last accepted the bootstrap (exit 0), since its last reset. */
+  bootstrapAccepted?: string;
+  /** Node → when it last accepted the reboot of a rejoin, since its last reset; not rejoined since. */
+  rebootSent: Map<string, string>;
 }
 
 /** Steps whose success an accepted reset of the seed undoes. */
@@ -35,8 +39,19 @@ export function readProgress(out: string): Progress {
   let seed: string | undefined;
   const resetSent = new Map<string, string>();
   const resetLabels = new Map<string, string[]>();
+  const rebootSent = new Map<string, string>();
+  let bootstrapAccepted: string | undefined;
   for (const e of Journal.readAll(out)) {
     if (e.type === "step" && e.event === "ok") done.set(e.step, e.ts);
+    if (e.type === "step" && e.event === "ok" && e.step.startsWith("rejoin:")) {
+      rebootSent.delete(e.step.slice(7));
+    }
+    if (e.type === "call" && e.mutating && e.exitCode === 0) {
+      if (e.step === "bootstrap" && / bootstrap( |$)/.test(e.command)) bootstrapAccepted = e.ts;
+      if (e.step.startsWith("rejoin:") && / reboot( |$)/.test(e.command)) {
+        rebootSent.set(e.node, e.ts);
+      }
+    }
     if (e.type === "step" && e.step === "wipe" && e.event === "ok") resetSent.clear();
     if (e.type === "fact" && e.key === "seed" && typeof e.value === "string") seed = e.value;
     if (e.type === "call" && e.step === "wipe" && e.mutating && / reset( |$)/.test(e.command)) {
@@ -48,13 +63,16 @@ export function readProgress(out: string): Progress {
         // the restore is gone too (a partial wipe of other nodes leaves it standing).
         done.delete("wipe");
         done.delete(`rejoin:${e.node}`);
+        rebootSent.delete(e.node);
         if (e.node === seed) {
           for (const step of done.keys()) if (AFTER_WIPE.test(step)) done.delete(step);
+          bootstrapAccepted = undefined;
+          rebootSent.clear();
         }
       }
     }
   }
-  return { seed, done, resetSent, resetLabels };
+  return { seed, done, resetSent, resetLabels, bootstrapAccepted, rebootSent };
 }
 
 /** `wipe done 10:02:11, bootstrap done 10:05:40` for the log. */

@@ -42,6 +42,7 @@ import {
 import { tail } from "../lib/parse.ts";
 import { type Progress, readProgress, resumedSeed } from "../lib/resume.ts";
 import { readManifest } from "../lib/manifest.ts";
+import { lookAtSeed, whereItStands } from "../lib/phase.ts";
 import { preflight } from "../lib/preflight.ts";
 import { statusTable } from "./02_status.ts";
 import { verifiedSeedCopy } from "./05_bootstrap.ts";
@@ -72,6 +73,7 @@ export const task: TaskDef = {
       ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--yes"]);
       return;
     }
+    if (progress.done.has("wipe") && !ctx.opts.force) return await wipedEarlier(ctx, progress);
     await step(ctx, "preflight", "Pre-flight checks", () => preflight(ctx, "preflight"));
     const seed = await step(
       ctx,
@@ -88,13 +90,38 @@ export const task: TaskDef = {
   },
 };
 
-/** Refuses (unless --force) to wipe once the journal records a bootstrap that succeeded. */
+/**
+ * A wipe the journal records as finished is not sent again: done while the seed's etcd is not
+ * running (next: bootstrap); etcd Running there contradicts the journal and is refused.
+ */
+async function wipedEarlier(ctx: Ctx, progress: Progress): Promise<void> {
+  const found = `the wipe of every node (${progress.done.get("wipe")})`;
+  const seed = resumedSeed(ctx, progress, found);
+  ctx.opts.seed = seed;
+  const standing = whereItStands(progress, await lookAtSeed(ctx, seed, "wipe"), [], true);
+  const c = standing.contradiction;
+  if (c) {
+    throw new RefusedError(`The journal says ${c.journal}, but ${c.live}`, {
+      hint: `if the bootstrap went through, continue with ${
+        taskCommand("disarm", ctx.opts, ["--yes"])
+      }; --force to wipe again`,
+    });
+  }
+  ctx.log.ok(`already done: ${ctx.opts.out}/journal.jsonl records ${found}; ${standing.live}`);
+  ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--yes"]);
+}
+
+/**
+ * Refuses (unless --force) to wipe once the journal records a bootstrap that was accepted
+ * (its restore may be running, or done).
+ */
 function refuseAfterBootstrap(ctx: Ctx): void {
-  const done = readProgress(ctx.opts.out).done;
-  if (!done.has("bootstrap")) return;
-  const message = `${ctx.opts.out}/journal.jsonl records a bootstrap that succeeded (${
-    done.get("bootstrap")
-  }): wiping now destroys the restored etcd`;
+  const p = readProgress(ctx.opts.out);
+  const at = p.done.get("bootstrap") ?? p.bootstrapAccepted;
+  if (!at) return;
+  const message = `${ctx.opts.out}/journal.jsonl records a bootstrap that ${
+    p.done.has("bootstrap") ? "succeeded" : "was accepted"
+  } (${at}): wiping now destroys the restored etcd`;
   if (ctx.opts.force) {
     ctx.log.warn(`${message}; wiping anyway because of --force`);
     return;

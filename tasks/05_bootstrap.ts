@@ -24,8 +24,17 @@ import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster
 import { copyFile, readManifest, verifyCopy } from "../lib/manifest.ts";
 import { poll } from "../lib/poll.ts";
 import { isBootstrapNotReady, isDataDirNotEmpty, isUnreachable } from "../lib/parse.ts";
-import { commandFailure, shellLine, sub, talos, talosArgv, untilPlan } from "../lib/talosctl.ts";
+import {
+  commandFailure,
+  SEED_VAR,
+  shellLine,
+  sub,
+  talos,
+  talosArgv,
+  untilPlan,
+} from "../lib/talosctl.ts";
 import { readProgress } from "../lib/resume.ts";
+import { lookAtSeed, whereItStands } from "../lib/phase.ts";
 import { waitPreparing } from "./04_wait.ts";
 
 /** Uploading a large db can take a while. */
@@ -38,7 +47,7 @@ export const task: TaskDef = {
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, bootstrapPlan(ctx));
     const seed = await seedOf(ctx, { strict: true });
-    if (await bootstrappedEarlier(ctx, seed)) return;
+    if (await bootstrappedEarlier(ctx, seed, () => verifiedSeedCopy(ctx, seed))) return;
     const file = await verifiedSeedCopy(ctx, seed);
     await confirm(ctx, `bootstrap etcd on ${seed} from ${file}`, () => bootstrapPlan(ctx));
     await step(
@@ -51,22 +60,37 @@ export const task: TaskDef = {
 };
 
 /**
- * A bootstrap the journal records as done is not sent again: done when the seed's etcd runs
- * (exit 0, next: disarm), refused otherwise (a second bootstrap needs a wipe first), unless
+ * A bootstrap the journal records as accepted is never sent again: with the seed's etcd
+ * Running it is done (next: disarm); still restoring, its restore is waited for; otherwise
+ * (Failed, or a recorded restore whose etcd no longer runs) refused with both facts, unless
  * --force.
  */
-async function bootstrappedEarlier(ctx: Ctx, seed: string): Promise<boolean> {
-  const at = readProgress(ctx.opts.out).done.get("bootstrap");
+async function bootstrappedEarlier(ctx: Ctx, seed: string, file: () => Promise<string>) {
+  const progress = readProgress(ctx.opts.out);
+  const at = progress.done.get("bootstrap") ?? progress.bootstrapAccepted;
   if (!at || ctx.opts.force) return false;
   const journal = join(ctx.opts.out, "journal.jsonl");
-  const look = await lookAtEtcd(ctx, seed, "bootstrap");
-  if (look.kind === "up" && look.info.state === "Running") {
+  const looks = await lookAtSeed(ctx, seed, "bootstrap");
+  const standing = whereItStands(progress, looks, ctx.opts.nodes, true);
+  if (standing.next === "disarm") {
     ctx.log.ok(`already done: ${journal} records the bootstrap of ${seed} (${at}); etcd Running`);
     ctx.continueWith = taskCommand("disarm", ctx.opts, ["--yes"]);
     return true;
   }
+  if (standing.next === "await restore") {
+    ctx.log.info(`${journal}: ${standing.journal}; ${standing.live}: not sent again`);
+    const copy = await file();
+    await step(
+      ctx,
+      "bootstrap",
+      `Waiting for the restore of ${seed}`,
+      () => awaitRestore(ctx, seed, copy),
+    );
+    return true;
+  }
+  const live = standing.contradiction?.live ?? standing.live;
   throw new RefusedError(
-    `${journal} records the bootstrap of ${seed} (${at}), but its etcd is ${describe(look)}`,
+    `${journal} records the bootstrap of ${seed} (${at}), but ${live}`,
     {
       hint: "if it is restarting, wait and run deno task verify; a second bootstrap needs a " +
         "wipe first (--force only to bootstrap again)",
@@ -130,6 +154,14 @@ export async function bootstrap(ctx: Ctx, seed: string, file: string): Promise<v
       throw commandFailure(ctx, seed, args, r);
     },
   });
+  await awaitRestore(ctx, seed, file);
+}
+
+/**
+ * After the bootstrap was accepted (by this run or an earlier one): polls until the seed's
+ * etcd runs the restored data; Failed carries the reason in its last event.
+ */
+export async function awaitRestore(ctx: Ctx, seed: string, file: string): Promise<void> {
   ctx.clusterState =
     `bootstrap accepted by ${seed}: etcd is restoring from ${file}; the other nodes are still wiped`;
   ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--seed", seed, "--yes"]);
@@ -175,6 +207,14 @@ export function bootstrapPlan(ctx: Ctx): string[] {
       `${seed} to accept the bootstrap`,
       ctx.opts.timeoutMs / 1000,
     ),
+    ...restorePlan(ctx),
+  ];
+}
+
+/** The wait for the restore after an accepted bootstrap, as bash. */
+export function restorePlan(ctx: Ctx): string[] {
+  const seed = ctx.opts.seed ?? SEED_VAR;
+  return [
     "# exit 0 is not success: the restore runs now; Failed carries the reason in its last event",
     untilPlan(
       `s=$(${

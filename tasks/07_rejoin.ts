@@ -8,12 +8,14 @@
  *           the way: etcd allows one learner at a time, promoted once caught up. The next
  *           node is rebooted only after that. The seed is never rebooted.
  * Changes:  reboots every node but the seed, one at a time.
- * Re-run:   nodes this OUT's journal records as rejoined are not rebooted again.
+ * Re-run:   nodes this OUT's journal records as rejoined are not rebooted again, nor is a
+ *           node whose reboot was accepted and that came back since (lib/phase.ts): a
+ *           healthy voter counts as rejoined, one on its way back is waited for.
  * Raw:      talosctl -e 192.168.53.10 -n 192.168.53.10 reboot --wait=false
  * Usage:    deno task rejoin --nodes A,B,C [--seed N] [--out DIR] [--yes] [--timeout 10m]
  */
 
-import { type Ctx, SKIPPED, step } from "../lib/context.ts";
+import { type Ctx, step } from "../lib/context.ts";
 import type { Deps } from "../lib/deps.ts";
 import { RefusedError, StepError } from "../lib/errors.ts";
 import { planSeed, seedOf } from "../lib/inspect.ts";
@@ -21,6 +23,7 @@ import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
 import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "../lib/cluster.ts";
 import { readProgress, rejoinedNodes } from "../lib/resume.ts";
+import { lookAtRejoins, type NodeStep, rejoinStep } from "../lib/phase.ts";
 import { isLearnerRpc, memberForNode, parseMembers } from "../lib/parse.ts";
 import { poll } from "../lib/poll.ts";
 import {
@@ -45,13 +48,17 @@ export const task: TaskDef = {
   },
 };
 
-/** Reboots each non-seed node in turn and waits until it votes. */
+/**
+ * Reboots each non-seed node in turn and waits until it votes. A node whose reboot an earlier
+ * run had accepted is judged by lib/phase.ts: back since as a healthy voter, it counts as
+ * rejoined; on its way back, it is waited for; neither is rebooted again.
+ */
 export async function rejoin(ctx: Ctx, seed: string): Promise<void> {
+  const progress = readProgress(ctx.opts.out);
   const others = ctx.opts.nodes.filter((n) => n !== seed);
-  const done = rejoinedBefore(ctx.opts.out);
-  const todo = others.filter((n) => !done.has(n));
+  const done = rejoinedNodes(progress);
   for (const n of others.filter((n) => done.has(n))) ctx.log.ok(`${n}: rejoined in an earlier run`);
-  if (todo.length === 0) return;
+  if (others.every((n) => done.has(n))) return;
   const look = await lookAtEtcd(ctx, seed, "rejoin");
   if (look.kind !== "up" || look.info.state !== "Running" || look.info.health !== "OK") {
     throw new RefusedError(
@@ -64,7 +71,22 @@ export async function rejoin(ctx: Ctx, seed: string): Promise<void> {
       },
     );
   }
-  await confirm(ctx, `reboot ${todo.join(", ")} one at a time`, () => rejoinPlan(ctx));
+  const looks = await lookAtRejoins(ctx, progress, seed, { now: ctx.deps.now(), seed: look });
+  const plans = new Map(others.map((n) => [n, rejoinStep(progress, n, looks)]));
+  // The node an earlier run left rebooting comes first: one at a time.
+  const order = { done: 0, await: 1, reboot: 2 } as const;
+  const todo = others.filter((n) => !done.has(n))
+    .sort((a, b) => order[plans.get(a)!.do] - order[plans.get(b)!.do]);
+  for (const n of todo) {
+    const p = plans.get(n)!;
+    if (p.do === "reboot" && !progress.rebootSent.has(n)) continue;
+    const what = { done: "rejoined", await: "waiting for it", reboot: "rebooting it again" }[p.do];
+    ctx.log.info(`${n}: ${p.why}: ${what}${p.do === "reboot" ? "" : ", not rebooted again"}`);
+  }
+  const reboots = todo.filter((n) => plans.get(n)!.do === "reboot");
+  if (reboots.length > 0) {
+    await confirm(ctx, `reboot ${reboots.join(", ")} one at a time`, () => rejoinPlan(ctx));
+  }
   const rejoined = others.filter((n) => done.has(n));
   for (const [i, node] of todo.entries()) {
     const later = todo.slice(i + 1);
@@ -74,7 +96,7 @@ export async function rejoin(ctx: Ctx, seed: string): Promise<void> {
       `rejoin:${node}`,
       `Rejoining ${node} (${i + 1} of ${todo.length})`,
       () =>
-        rejoinOne(ctx, seed, node, () => {
+        rejoinOne(ctx, seed, node, plans.get(node)!, () => {
           ctx.clusterState = rejoinState(seed, rejoined, node, later);
         }),
     );
@@ -104,21 +126,21 @@ function rejoinState(
   ].filter(Boolean).join("; ");
 }
 
-/** Nodes recorded as rejoined in OUT/journal.jsonl. */
-function rejoinedBefore(out: string): Set<string> {
-  return rejoinedNodes(readProgress(out));
-}
-
+/** Reboots `node` (unless `plan` says its earlier reboot took) and waits until it votes. */
 async function rejoinOne(
   ctx: Ctx,
   seed: string,
   node: string,
+  plan: NodeStep,
   rebooted: () => void,
-): Promise<typeof SKIPPED | void> {
-  const sentAt = ctx.deps.now();
+): Promise<void> {
   ctx.continueWith = taskCommand("rejoin", ctx.opts, ["--seed", seed, "--yes"]);
-  const r = await talos(ctx, node, sub.reboot(), { step: `rejoin:${node}`, mutating: true });
-  if (r.code !== 0) throw commandFailure(ctx, node, sub.reboot(), r);
+  if (plan.do === "done") return ctx.log.ok(`${node}: ${plan.why}`);
+  const sentAt = plan.do === "await" ? plan.since : ctx.deps.now();
+  if (plan.do === "reboot") {
+    const r = await talos(ctx, node, sub.reboot(), { step: `rejoin:${node}`, mutating: true });
+    if (r.code !== 0) throw commandFailure(ctx, node, sub.reboot(), r);
+  }
   rebooted();
   let wentDown = false;
   await poll(ctx, {
@@ -162,7 +184,7 @@ export function rejoinPlan(ctx: Ctx): string[] {
   const recorded = ctx.opts.seed ?? readProgress(ctx.opts.out).seed;
   const c = recorded ? { ...ctx, opts: { ...ctx.opts, seed: recorded } } : ctx;
   const { seed, lines } = planSeed(c);
-  const done = rejoinedBefore(ctx.opts.out);
+  const done = rejoinedNodes(readProgress(ctx.opts.out));
   const candidates = c.opts.seed ? c.opts.nodes.filter((n) => n !== seed) : c.opts.nodes;
   const skipped = candidates.filter((n) => done.has(n));
   return [
