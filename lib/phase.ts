@@ -132,7 +132,8 @@ export function whereItStands(
     return { ...base, phase: "restored", next: "refuse", journal, contradiction };
   }
   const allRejoined = [...rejoin.values()].every((s) => s.do === "done");
-  const phase = !at("disarm")
+  // a disarm accepted just before Ctrl-C counts too (its step then ends "skipped": no alarm)
+  const phase = !at("disarm") && !p.disarmAccepted
     ? "restored"
     : !allRejoined
     ? "disarmed"

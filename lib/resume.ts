@@ -22,6 +22,8 @@ export interface Progress {
   resetLabels: Map<string, string[]>;
   /** When the seed last accepted the bootstrap (exit 0), since its last reset. */
   bootstrapAccepted?: string;
+  /** When the seed last accepted `etcd alarm disarm` (exit 0), since its last reset. */
+  disarmAccepted?: string;
   /** Node → when it last accepted the reboot of a rejoin, since its last reset; not rejoined since. */
   rebootSent: Map<string, string>;
 }
@@ -41,6 +43,7 @@ export function readProgress(out: string): Progress {
   const resetLabels = new Map<string, string[]>();
   const rebootSent = new Map<string, string>();
   let bootstrapAccepted: string | undefined;
+  let disarmAccepted: string | undefined;
   for (const e of Journal.readAll(out)) {
     if (e.type === "step" && e.event === "ok") done.set(e.step, e.ts);
     if (e.type === "step" && e.event === "ok" && e.step.startsWith("rejoin:")) {
@@ -48,6 +51,7 @@ export function readProgress(out: string): Progress {
     }
     if (e.type === "call" && e.mutating && e.exitCode === 0) {
       if (e.step === "bootstrap" && / bootstrap( |$)/.test(e.command)) bootstrapAccepted = e.ts;
+      if (e.step === "disarm" && / alarm disarm$/.test(e.command)) disarmAccepted = e.ts;
       if (e.step.startsWith("rejoin:") && / reboot( |$)/.test(e.command)) {
         rebootSent.set(e.node, e.ts);
       }
@@ -66,13 +70,13 @@ export function readProgress(out: string): Progress {
         rebootSent.delete(e.node);
         if (e.node === seed) {
           for (const step of done.keys()) if (AFTER_WIPE.test(step)) done.delete(step);
-          bootstrapAccepted = undefined;
+          bootstrapAccepted = disarmAccepted = undefined;
           rebootSent.clear();
         }
       }
     }
   }
-  return { seed, done, resetSent, resetLabels, bootstrapAccepted, rebootSent };
+  return { seed, done, resetSent, resetLabels, bootstrapAccepted, disarmAccepted, rebootSent };
 }
 
 /** `wipe done 10:02:11, bootstrap done 10:05:40` for the log. */

@@ -301,7 +301,7 @@ Deno.test("recover: Ctrl-C right after the disarm was accepted, run again: the l
     ...rejoinRecs(),
     ...verifyRecs(),
   ], [T(N10, "reboot", "--wait=false"), T(N12, "reboot", "--wait=false")]);
-  assert.match(w.stderr(), /where it stands: restored/);
+  assert.match(w.stderr(), /where it stands: disarmed/);
   assert.match(w.stderr(), /no alarm listed: nothing to disarm/);
 });
 

@@ -92,6 +92,7 @@ Deno.test("whereItStands(): restored, disarmed, rejoined, verified; a restore wh
   assert.match(gone.contradiction!.journal, /192\.168\.53\.11 was bootstrapped/);
   assert.match(gone.contradiction!.live, /its etcd is down/);
 
+  assert.equal(stands({ ...p, disarmAccepted: at(5) }).phase, "disarmed", "accepted, then Ctrl-C");
   p.done.set("disarm", at(5));
   assert.equal(stands(p).phase, "disarmed");
   p.done.set(`rejoin:${N10}`, at(6));
