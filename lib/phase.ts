@@ -10,10 +10,21 @@
  * since, healthy and a voter, is a rejoin. A live state the journal contradicts is refused.
  */
 
-import type { Ctx } from "./context.ts";
+import { type Ctx, step } from "./context.ts";
+import { join } from "node:path";
 import { describe, lastEvent, lookAtEtcd, type ServiceLook, startedWithin } from "./cluster.ts";
+import { RefusedError } from "./errors.ts";
+import { taskCommand } from "./main.ts";
+import { readManifest } from "./manifest.ts";
 import { type Member, memberForNode, parseMembers } from "./parse.ts";
-import { type Progress, rejoinedNodes } from "./resume.ts";
+import {
+  describeProgress,
+  type Progress,
+  readProgress,
+  rejoinedNodes,
+  resumedSeed,
+  unfinishedWipe,
+} from "./resume.ts";
 import { sub, talos } from "./talosctl.ts";
 
 /** The phases of a recovery, in order. */
@@ -182,6 +193,72 @@ export function rejoinStep(p: Progress, node: string, looks: Looks): NodeStep {
   return { do: "await", since, why: `${reboot}; ${state} since, on its way back` };
 }
 
+/** What the journal records, for the log: `wipe done …, bootstrap done …`. */
+export function describeJournal(progress: Progress): string {
+  const standing = whereItStands(progress, { now: 0 }, [], true);
+  if (standing.next === "finish wipe") return unfinishedWipe(progress);
+  const steps = describeProgress(progress, ["wipe", "bootstrap", "disarm"]);
+  const accepted = progress.bootstrapAccepted && !progress.done.has("bootstrap")
+    ? `bootstrap accepted ${progress.bootstrapAccepted}`
+    : "";
+  return [steps, accepted].filter(Boolean).join(", ");
+}
+
+/** What finishing a wipe does with one node. */
+export type WipeStep =
+  | { node: string; plan: "reset"; why: string }
+  | { node: string; plan: "wait" | "wiped" | "runs"; at: string; why: string };
+
+/**
+ * Finishing a wipe, for `node` whose reset was accepted at `at` (undefined: never), by what
+ * its etcd shows `now`: Preparing and started since → wiped; down, or booting since → waited
+ * for; not restarted since (the reset did not take) or never reset → reset now; Running and
+ * started since → `runs` (bootstrapped or joined outside the journal: refused).
+ */
+export function wipeStep(
+  node: string,
+  at: string | undefined,
+  look: ServiceLook,
+  now: number,
+): WipeStep {
+  if (at === undefined) return { node, plan: "reset", why: "no reset accepted yet" };
+  if (look.kind === "down") return { node, plan: "wait", at, why: describe(look) };
+  const state = `etcd ${describe(look)}`;
+  if (!startedWithin(look.info, now - Date.parse(at))) {
+    return { node, plan: "reset", why: `${state}, not restarted since its reset` };
+  }
+  if (look.info.state === "Preparing") return { node, plan: "wiped", at, why: state };
+  if (look.info.state === "Running") return { node, plan: "runs", at, why: state };
+  return { node, plan: "wait", at, why: `${state}, booting since its reset` };
+}
+
+// ---- asking it: the looks, and the checks of a step run again ------------------------------
+
+/**
+ * What rejoin does with each node but the seed that the journal does not record as rejoined,
+ * after looking at those whose reboot was accepted (`seedLook`: the seed's etcd, just seen).
+ * The node an earlier run left rebooting comes first: one at a time. Logs each judgement.
+ */
+export async function planRejoins(
+  ctx: Ctx,
+  p: Progress,
+  seed: string,
+  seedLook: ServiceLook,
+): Promise<{ todo: string[]; plans: Map<string, NodeStep> }> {
+  const looks = await lookAtRejoins(ctx, p, seed, { now: ctx.deps.now(), seed: seedLook });
+  const done = rejoinedNodes(p);
+  const others = ctx.opts.nodes.filter((n) => n !== seed && !done.has(n));
+  const plans = new Map(others.map((n) => [n, rejoinStep(p, n, looks)]));
+  const order = { done: 0, await: 1, reboot: 2 } as const;
+  const todo = others.sort((a, b) => order[plans.get(a)!.do] - order[plans.get(b)!.do]);
+  for (const n of todo.filter((n) => p.rebootSent.has(n))) {
+    const s = plans.get(n)!;
+    const what = { done: "rejoined", await: "waiting for it", reboot: "rebooting it again" }[s.do];
+    ctx.log.info(`${n}: ${s.why}: ${what}${s.do === "reboot" ? "" : ", not rebooted again"}`);
+  }
+  return { todo, plans };
+}
+
 /** `service etcd` on the seed, for `whereItStands`. */
 export async function lookAtSeed(ctx: Ctx, seed: string, step: string): Promise<Looks> {
   const look = await lookAtEtcd(ctx, seed, step);
@@ -220,4 +297,114 @@ export async function lookAtRejoins(
     }
   }
   return { ...looks, now, nodes, members };
+}
+
+/**
+ * A wipe the journal records as finished is not sent again: done while the seed's etcd is not
+ * running (next: bootstrap); etcd Running there contradicts the journal and is refused.
+ */
+export async function wipedEarlier(ctx: Ctx, progress: Progress): Promise<void> {
+  const found = `the wipe of every node (${progress.done.get("wipe")})`;
+  const seed = resumedSeed(ctx, progress, found);
+  ctx.opts.seed = seed;
+  const standing = whereItStands(progress, await lookAtSeed(ctx, seed, "wipe"), [], true);
+  const c = standing.contradiction;
+  if (c) {
+    throw new RefusedError(`The journal says ${c.journal}, but ${c.live}`, {
+      hint: `if the bootstrap went through, continue with ${
+        taskCommand("disarm", ctx.opts, ["--yes"])
+      }; --force to wipe again`,
+    });
+  }
+  ctx.log.ok(`already done: ${ctx.opts.out}/journal.jsonl records ${found}; ${standing.live}`);
+  ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--yes"]);
+}
+
+/**
+ * Refuses (unless --force) to wipe once the journal records a bootstrap that was accepted
+ * (its restore may be running, or done).
+ */
+export function refuseAfterBootstrap(ctx: Ctx): void {
+  const p = readProgress(ctx.opts.out);
+  const at = p.done.get("bootstrap") ?? p.bootstrapAccepted;
+  if (!at) return;
+  const message = `${ctx.opts.out}/journal.jsonl records a bootstrap that ${
+    p.done.has("bootstrap") ? "succeeded" : "was accepted"
+  } (${at}): wiping now destroys the restored etcd`;
+  if (ctx.opts.force) {
+    ctx.log.warn(`${message}; wiping anyway because of --force`);
+    return;
+  }
+  // The recovery's own node list: a different one is refused by recover.
+  const nodes = readManifest(ctx.opts.out)?.nodes ?? ctx.opts.nodes;
+  throw new RefusedError(`Refusing to wipe: ${message}`, {
+    hint: `continue with ${
+      taskCommand("recover", { ...ctx.opts, nodes }, ["--yes"])
+    } (it resumes); --force only to start over`,
+  });
+}
+
+/**
+ * Once the journal records the bootstrap as accepted, the seed is never Preparing again: with
+ * its etcd Running there is nothing to wait for (exit 0); otherwise refused with both facts.
+ */
+export async function pastTheWait(ctx: Ctx, seed: string): Promise<boolean> {
+  const progress = readProgress(ctx.opts.out);
+  if (!progress.bootstrapAccepted || ctx.opts.force) return false;
+  const standing = whereItStands(progress, await lookAtSeed(ctx, seed, "wait"), [], true);
+  const journal = `${ctx.opts.out}/journal.jsonl`;
+  if (standing.phase !== "bootstrap accepted" && !standing.contradiction) {
+    ctx.log.ok(
+      `nothing to wait for: ${journal} records that ${standing.journal}; ${standing.live}`,
+    );
+    ctx.continueWith = taskCommand(
+      standing.next === "disarm" ? "disarm" : "bootstrap",
+      ctx.opts,
+      ["--yes"],
+    );
+    return true;
+  }
+  throw new RefusedError(
+    `${journal} records that ${standing.journal}, but ${
+      standing.contradiction?.live ?? standing.live
+    }: it is not Preparing again`,
+    { hint: `${taskCommand("bootstrap", ctx.opts, ["--yes"])} waits for its restore` },
+  );
+}
+
+/**
+ * A bootstrap the journal records as accepted is never sent again: with the seed's etcd
+ * Running it is done (next: disarm); still restoring, its restore is waited for; otherwise
+ * (Failed, or a recorded restore whose etcd no longer runs) refused with both facts, unless
+ * --force.
+ */
+export async function bootstrappedEarlier(
+  ctx: Ctx,
+  seed: string,
+  awaitRestore: () => Promise<void>,
+): Promise<boolean> {
+  const progress = readProgress(ctx.opts.out);
+  const at = progress.done.get("bootstrap") ?? progress.bootstrapAccepted;
+  if (!at || ctx.opts.force) return false;
+  const journal = join(ctx.opts.out, "journal.jsonl");
+  const looks = await lookAtSeed(ctx, seed, "bootstrap");
+  const standing = whereItStands(progress, looks, ctx.opts.nodes, true);
+  if (standing.next === "disarm") {
+    ctx.log.ok(`already done: ${journal} records the bootstrap of ${seed} (${at}); etcd Running`);
+    ctx.continueWith = taskCommand("disarm", ctx.opts, ["--yes"]);
+    return true;
+  }
+  if (standing.next === "await restore") {
+    ctx.log.info(`${journal}: ${standing.journal}; ${standing.live}: not sent again`);
+    await step(ctx, "bootstrap", `Waiting for the restore of ${seed}`, awaitRestore);
+    return true;
+  }
+  const live = standing.contradiction?.live ?? standing.live;
+  throw new RefusedError(
+    `${journal} records the bootstrap of ${seed} (${at}), but ${live}`,
+    {
+      hint: "if it is restarting, wait and run deno task verify; a second bootstrap needs a " +
+        "wipe first (--force only to bootstrap again)",
+    },
+  );
 }

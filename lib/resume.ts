@@ -84,6 +84,13 @@ export function describeProgress(p: Progress, steps: string[]): string {
   return steps.filter((s) => p.done.has(s)).map((s) => `${s} done ${p.done.get(s)}`).join(", ");
 }
 
+/** What the journal says of a wipe that did not finish, for the log. */
+export function unfinishedWipe(progress: Progress): string {
+  const last = [...progress.resetSent.values()].sort().at(-1);
+  return `reset sent to ${[...progress.resetSent.keys()].join(", ")} (last ${last}), ` +
+    `wipe not finished`;
+}
+
 /** Refuses another `--nodes` than the copies in OUT were taken from: resuming a recovery. */
 export function sameNodesAsEarlier(ctx: Ctx, found: string): void {
   // The --nodes of the extraction (a node whose copy failed, passed over with --force, too).

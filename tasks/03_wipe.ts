@@ -40,9 +40,8 @@ import {
   untilPlan,
 } from "../lib/talosctl.ts";
 import { tail } from "../lib/parse.ts";
-import { type Progress, readProgress, resumedSeed } from "../lib/resume.ts";
-import { readManifest } from "../lib/manifest.ts";
-import { lookAtSeed, whereItStands } from "../lib/phase.ts";
+import { type Progress, readProgress, resumedSeed, unfinishedWipe } from "../lib/resume.ts";
+import { refuseAfterBootstrap, wipedEarlier, wipeStep } from "../lib/phase.ts";
 import { preflight } from "../lib/preflight.ts";
 import { statusTable } from "./02_status.ts";
 import { verifiedSeedCopy } from "./05_bootstrap.ts";
@@ -89,51 +88,6 @@ export const task: TaskDef = {
     await step(ctx, "wipe", `Wiping ${ctx.opts.nodes.length} nodes at once`, () => wipe(ctx));
   },
 };
-
-/**
- * A wipe the journal records as finished is not sent again: done while the seed's etcd is not
- * running (next: bootstrap); etcd Running there contradicts the journal and is refused.
- */
-async function wipedEarlier(ctx: Ctx, progress: Progress): Promise<void> {
-  const found = `the wipe of every node (${progress.done.get("wipe")})`;
-  const seed = resumedSeed(ctx, progress, found);
-  ctx.opts.seed = seed;
-  const standing = whereItStands(progress, await lookAtSeed(ctx, seed, "wipe"), [], true);
-  const c = standing.contradiction;
-  if (c) {
-    throw new RefusedError(`The journal says ${c.journal}, but ${c.live}`, {
-      hint: `if the bootstrap went through, continue with ${
-        taskCommand("disarm", ctx.opts, ["--yes"])
-      }; --force to wipe again`,
-    });
-  }
-  ctx.log.ok(`already done: ${ctx.opts.out}/journal.jsonl records ${found}; ${standing.live}`);
-  ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--yes"]);
-}
-
-/**
- * Refuses (unless --force) to wipe once the journal records a bootstrap that was accepted
- * (its restore may be running, or done).
- */
-function refuseAfterBootstrap(ctx: Ctx): void {
-  const p = readProgress(ctx.opts.out);
-  const at = p.done.get("bootstrap") ?? p.bootstrapAccepted;
-  if (!at) return;
-  const message = `${ctx.opts.out}/journal.jsonl records a bootstrap that ${
-    p.done.has("bootstrap") ? "succeeded" : "was accepted"
-  } (${at}): wiping now destroys the restored etcd`;
-  if (ctx.opts.force) {
-    ctx.log.warn(`${message}; wiping anyway because of --force`);
-    return;
-  }
-  // The recovery's own node list: a different one is refused by recover.
-  const nodes = readManifest(ctx.opts.out)?.nodes ?? ctx.opts.nodes;
-  throw new RefusedError(`Refusing to wipe: ${message}`, {
-    hint: `continue with ${
-      taskCommand("recover", { ...ctx.opts, nodes }, ["--yes"])
-    } (it resumes); --force only to start over`,
-  });
-}
 
 /**
  * The safety rules: an intact seed copy, every copy usable, the seed the highest revision,
@@ -212,13 +166,6 @@ export async function checkBeforeFinishing(
   return { seed, file: await verifiedSeedCopy(ctx, seed) };
 }
 
-/** What the journal says of a wipe that did not finish, for the log. */
-export function unfinishedWipe(progress: Progress): string {
-  const last = [...progress.resetSent.values()].sort().at(-1);
-  return `reset sent to ${[...progress.resetSent.keys()].join(", ")} (last ${last}), ` +
-    `wipe not finished`;
-}
-
 /**
  * Finishes a wipe an earlier run started. For each node, by what it answers now and when its
  * reset was accepted (the journal):
@@ -241,20 +188,7 @@ export async function finishWipe(ctx: Ctx, progress: Progress): Promise<void> {
   }: etcd is being destroyed; the copies in ${ctx.opts.out} are the only data`;
   const now = ctx.deps.now();
   const looks = await Promise.all(nodes.map((n) => lookAtEtcd(ctx, n, "wipe")));
-  const plans = nodes.map((node, i) => {
-    const look = looks[i];
-    const at = sent.get(node);
-    if (at === undefined) return { node, plan: "reset", why: "no reset accepted yet" } as const;
-    if (look.kind === "down") return { node, plan: "wait", at, why: describe(look) } as const;
-    const fresh = startedWithin(look.info, now - Date.parse(at));
-    const state = `etcd ${describe(look)}`;
-    if (!fresh) {
-      return { node, plan: "reset", why: `${state}, not restarted since its reset` } as const;
-    }
-    if (look.info.state === "Preparing") return { node, plan: "wiped", at, why: state } as const;
-    if (look.info.state === "Running") return { node, plan: "runs", at, why: state } as const;
-    return { node, plan: "wait", at, why: `${state}, booting since its reset` } as const;
-  });
+  const plans = nodes.map((node, i) => wipeStep(node, sent.get(node), looks[i], now));
   const running = plans.filter((p) => p.plan === "runs");
   if (running.length > 0) {
     throw new RefusedError(

@@ -13,14 +13,13 @@
 import { type Ctx, step } from "../lib/context.ts";
 import type { Deps } from "../lib/deps.ts";
 import { planSeed, seedOf } from "../lib/inspect.ts";
-import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
+import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
 import { printPlan } from "../lib/confirm.ts";
 import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster.ts";
 import { poll } from "../lib/poll.ts";
 import { serviceIsPlan, shellLine, sub, talosArgv, untilPlan } from "../lib/talosctl.ts";
-import { RefusedError, StepError } from "../lib/errors.ts";
-import { readProgress } from "../lib/resume.ts";
-import { lookAtSeed, whereItStands } from "../lib/phase.ts";
+import { StepError } from "../lib/errors.ts";
+import { pastTheWait } from "../lib/phase.ts";
 
 export const task: TaskDef = {
   name: "wait",
@@ -68,34 +67,6 @@ export async function waitPreparing(ctx: Ctx, seed: string): Promise<void> {
       return { done: false, state: describe(look) };
     },
   });
-}
-
-/**
- * Once the journal records the bootstrap as accepted, the seed is never Preparing again: with
- * its etcd Running there is nothing to wait for (exit 0); otherwise refused with both facts.
- */
-async function pastTheWait(ctx: Ctx, seed: string): Promise<boolean> {
-  const progress = readProgress(ctx.opts.out);
-  if (!progress.bootstrapAccepted || ctx.opts.force) return false;
-  const standing = whereItStands(progress, await lookAtSeed(ctx, seed, "wait"), [], true);
-  const journal = `${ctx.opts.out}/journal.jsonl`;
-  if (standing.phase !== "bootstrap accepted" && !standing.contradiction) {
-    ctx.log.ok(
-      `nothing to wait for: ${journal} records that ${standing.journal}; ${standing.live}`,
-    );
-    ctx.continueWith = taskCommand(
-      standing.next === "disarm" ? "disarm" : "bootstrap",
-      ctx.opts,
-      ["--yes"],
-    );
-    return true;
-  }
-  throw new RefusedError(
-    `${journal} records that ${standing.journal}, but ${
-      standing.contradiction?.live ?? standing.live
-    }: it is not Preparing again`,
-    { hint: `${taskCommand("bootstrap", ctx.opts, ["--yes"])} waits for its restore` },
-  );
 }
 
 /** The commands wait runs, as bash. */

@@ -33,8 +33,7 @@ import {
   talosArgv,
   untilPlan,
 } from "../lib/talosctl.ts";
-import { readProgress } from "../lib/resume.ts";
-import { lookAtSeed, whereItStands } from "../lib/phase.ts";
+import { bootstrappedEarlier } from "../lib/phase.ts";
 import { waitPreparing } from "./04_wait.ts";
 
 /** Uploading a large db can take a while. */
@@ -47,7 +46,8 @@ export const task: TaskDef = {
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, bootstrapPlan(ctx));
     const seed = await seedOf(ctx, { strict: true });
-    if (await bootstrappedEarlier(ctx, seed, () => verifiedSeedCopy(ctx, seed))) return;
+    const restore = async () => await awaitRestore(ctx, seed, await verifiedSeedCopy(ctx, seed));
+    if (await bootstrappedEarlier(ctx, seed, restore)) return;
     const file = await verifiedSeedCopy(ctx, seed);
     await confirm(ctx, `bootstrap etcd on ${seed} from ${file}`, () => bootstrapPlan(ctx));
     await step(
@@ -58,45 +58,6 @@ export const task: TaskDef = {
     );
   },
 };
-
-/**
- * A bootstrap the journal records as accepted is never sent again: with the seed's etcd
- * Running it is done (next: disarm); still restoring, its restore is waited for; otherwise
- * (Failed, or a recorded restore whose etcd no longer runs) refused with both facts, unless
- * --force.
- */
-async function bootstrappedEarlier(ctx: Ctx, seed: string, file: () => Promise<string>) {
-  const progress = readProgress(ctx.opts.out);
-  const at = progress.done.get("bootstrap") ?? progress.bootstrapAccepted;
-  if (!at || ctx.opts.force) return false;
-  const journal = join(ctx.opts.out, "journal.jsonl");
-  const looks = await lookAtSeed(ctx, seed, "bootstrap");
-  const standing = whereItStands(progress, looks, ctx.opts.nodes, true);
-  if (standing.next === "disarm") {
-    ctx.log.ok(`already done: ${journal} records the bootstrap of ${seed} (${at}); etcd Running`);
-    ctx.continueWith = taskCommand("disarm", ctx.opts, ["--yes"]);
-    return true;
-  }
-  if (standing.next === "await restore") {
-    ctx.log.info(`${journal}: ${standing.journal}; ${standing.live}: not sent again`);
-    const copy = await file();
-    await step(
-      ctx,
-      "bootstrap",
-      `Waiting for the restore of ${seed}`,
-      () => awaitRestore(ctx, seed, copy),
-    );
-    return true;
-  }
-  const live = standing.contradiction?.live ?? standing.live;
-  throw new RefusedError(
-    `${journal} records the bootstrap of ${seed} (${at}), but ${live}`,
-    {
-      hint: "if it is restarting, wait and run deno task verify; a second bootstrap needs a " +
-        "wipe first (--force only to bootstrap again)",
-    },
-  );
-}
 
 /** The seed's copy, after checking it is still byte-for-byte what was extracted. */
 export async function verifiedSeedCopy(ctx: Ctx, seed: string): Promise<string> {

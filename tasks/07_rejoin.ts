@@ -23,7 +23,7 @@ import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
 import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "../lib/cluster.ts";
 import { readProgress, rejoinedNodes } from "../lib/resume.ts";
-import { lookAtRejoins, type NodeStep, rejoinStep } from "../lib/phase.ts";
+import { type NodeStep, planRejoins } from "../lib/phase.ts";
 import { isLearnerRpc, memberForNode, parseMembers } from "../lib/parse.ts";
 import { poll } from "../lib/poll.ts";
 import {
@@ -71,18 +71,7 @@ export async function rejoin(ctx: Ctx, seed: string): Promise<void> {
       },
     );
   }
-  const looks = await lookAtRejoins(ctx, progress, seed, { now: ctx.deps.now(), seed: look });
-  const plans = new Map(others.map((n) => [n, rejoinStep(progress, n, looks)]));
-  // The node an earlier run left rebooting comes first: one at a time.
-  const order = { done: 0, await: 1, reboot: 2 } as const;
-  const todo = others.filter((n) => !done.has(n))
-    .sort((a, b) => order[plans.get(a)!.do] - order[plans.get(b)!.do]);
-  for (const n of todo) {
-    const p = plans.get(n)!;
-    if (p.do === "reboot" && !progress.rebootSent.has(n)) continue;
-    const what = { done: "rejoined", await: "waiting for it", reboot: "rebooting it again" }[p.do];
-    ctx.log.info(`${n}: ${p.why}: ${what}${p.do === "reboot" ? "" : ", not rebooted again"}`);
-  }
+  const { todo, plans } = await planRejoins(ctx, progress, seed, look);
   const reboots = todo.filter((n) => plans.get(n)!.do === "reboot");
   if (reboots.length > 0) {
     await confirm(ctx, `reboot ${reboots.join(", ")} one at a time`, () => rejoinPlan(ctx));

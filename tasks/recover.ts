@@ -25,19 +25,18 @@ import { readManifest } from "../lib/manifest.ts";
 import { formatMs } from "../lib/poll.ts";
 import { planSeed } from "../lib/inspect.ts";
 import { preflight } from "../lib/preflight.ts";
-import { describeProgress, type Progress, readProgress, resumedSeed } from "../lib/resume.ts";
-import { lookAtSeed, whereItStands } from "../lib/phase.ts";
+import {
+  describeProgress,
+  type Progress,
+  readProgress,
+  resumedSeed,
+  unfinishedWipe,
+} from "../lib/resume.ts";
+import { describeJournal, lookAtSeed, whereItStands } from "../lib/phase.ts";
 import { RefusedError } from "../lib/errors.ts";
 import { extract, extractPlan } from "./01_extract.ts";
 import { statusPlan } from "./02_status.ts";
-import {
-  checkBeforeFinishing,
-  checkBeforeWipe,
-  finishWipe,
-  unfinishedWipe,
-  wipe,
-  wipePlan,
-} from "./03_wipe.ts";
+import { checkBeforeFinishing, checkBeforeWipe, finishWipe, wipe, wipePlan } from "./03_wipe.ts";
 import { waitPlan, waitPreparing } from "./04_wait.ts";
 import {
   awaitRestore,
@@ -82,7 +81,9 @@ export async function recover(ctx: Ctx): Promise<void> {
         : resume(ctx, progress));
     }
     ctx.log.warn(
-      `${out}/journal.jsonl records ${found(progress)}: --force starts over and wipes again`,
+      `${out}/journal.jsonl records ${
+        describeJournal(progress)
+      }: --force starts over and wipes again`,
     );
   }
   await step(ctx, "preflight", "Pre-flight checks", () => preflight(ctx, "preflight"));
@@ -157,17 +158,6 @@ async function fromDisarm(ctx: Ctx, seed: string): Promise<void> {
   ctx.log.ok(`recovered: etcd restored from ${seed} and running on ${ctx.opts.nodes.join(", ")}`);
 }
 
-/** What the journal records, for the log: `wipe done …, bootstrap done …`. */
-function found(progress: Progress): string {
-  const standing = whereItStands(progress, { now: 0 }, [], true);
-  if (standing.next === "finish wipe") return unfinishedWipe(progress);
-  const steps = describeProgress(progress, ["wipe", "bootstrap", "disarm"]);
-  const accepted = progress.bootstrapAccepted && !progress.done.has("bootstrap")
-    ? `bootstrap accepted ${progress.bootstrapAccepted}`
-    : "";
-  return [steps, accepted].filter(Boolean).join(", ");
-}
-
 /**
  * A re-run after the wipe finished: never wipe again, and never bootstrap again once the
  * bootstrap was accepted. Looks at the seed's etcd first and says what it found; where the
@@ -175,7 +165,7 @@ function found(progress: Progress): string {
  * contradicts the journal is refused, with both facts.
  */
 async function resume(ctx: Ctx, progress: Progress): Promise<void> {
-  const what = found(progress);
+  const what = describeJournal(progress);
   const startOver = "to start over (wiping again), pass --force or use a new --out";
   const seed = resumedSeed(ctx, progress, what);
   ctx.opts.seed = seed;
@@ -286,7 +276,7 @@ export function recoverPlan(ctx: Ctx): string[] {
   if (progress?.seed && progress.bootstrapAccepted && !progress.done.has("bootstrap")) {
     return [
       header,
-      `# resuming: ${found(progress)} (never sent again)`,
+      `# resuming: ${describeJournal(progress)} (never sent again)`,
       ...restorePlan(seedKnown),
       "",
       ...fromDisarm,

@@ -57,10 +57,9 @@ async function interrupted(
   /** How many recordings the interrupted run may use (calls started at the same time). */
   keep = at + 1,
 ): Promise<void> {
-  let w: FakeWorld | undefined;
   const recs = recordings.slice(0, keep);
-  recs[at] = thenCtrlC(recs[at], () => w!);
-  w = fakeWorld(recs);
+  recs[at] = thenCtrlC(recs[at], () => w);
+  const w: FakeWorld = fakeWorld(recs);
   assert.equal(await task(args, w.deps), 130, w.stderr());
   w.replay.assertDone();
 }
