@@ -99,7 +99,11 @@ export function whereItStands(
   const at = (step: string) => p.done.get(step);
   const base = { live, rejoin };
   const bootstrapped = at("bootstrap");
-  const accepted = bootstrapped ?? p.bootstrapAccepted;
+  // A bootstrap whose answer was cut off counts as accepted once the seed's etcd runs since.
+  const cutOff = p.bootstrapCutOff;
+  const tookEffect = cutOff !== undefined && looks.seed?.kind === "up" &&
+    isRunning(looks.seed) && startedWithin(looks.seed.info, looks.now - Date.parse(cutOff));
+  const accepted = bootstrapped ?? p.bootstrapAccepted ?? (tookEffect ? cutOff : undefined);
 
   if (!accepted && p.resetSent.size > 0) {
     const journal = `reset sent to ${[...p.resetSent.keys()].join(", ")}, wipe not finished`;
@@ -121,8 +125,8 @@ export function whereItStands(
 
   // The bootstrap was accepted: it is never sent again.
   if (!bootstrapped) {
-    const journal =
-      `the bootstrap of ${seed} was accepted (${accepted}), its restore not seen done`;
+    const how = p.bootstrapAccepted ? "accepted" : "sent, its answer cut off,";
+    const journal = `the bootstrap of ${seed} was ${how} (${accepted}), its restore not seen done`;
     if (isFailed(looks.seed) && looks.seed?.kind === "up") {
       const why = lastEvent(looks.seed.info);
       return {
@@ -308,11 +312,12 @@ export async function wipedEarlier(ctx: Ctx, progress: Progress): Promise<void> 
   const seed = resumedSeed(ctx, progress, found);
   ctx.opts.seed = seed;
   const standing = whereItStands(progress, await lookAtSeed(ctx, seed, "wipe"), [], true);
-  const c = standing.contradiction;
-  if (c) {
+  if (standing.next !== "bootstrap") {
+    // Running: bootstrapped outside the journal, or by a bootstrap whose answer was cut off.
+    const c = standing.contradiction ?? { journal: standing.journal, live: standing.live };
     throw new RefusedError(`The journal says ${c.journal}, but ${c.live}`, {
       hint: `if the bootstrap went through, continue with ${
-        taskCommand("disarm", ctx.opts, ["--yes"])
+        taskCommand(c === standing.contradiction ? "disarm" : "recover", ctx.opts, ["--yes"])
       }; --force to wipe again`,
     });
   }
@@ -350,8 +355,9 @@ export function refuseAfterBootstrap(ctx: Ctx): void {
  */
 export async function pastTheWait(ctx: Ctx, seed: string): Promise<boolean> {
   const progress = readProgress(ctx.opts.out);
-  if (!progress.bootstrapAccepted || ctx.opts.force) return false;
+  if (!(progress.bootstrapAccepted ?? progress.bootstrapCutOff) || ctx.opts.force) return false;
   const standing = whereItStands(progress, await lookAtSeed(ctx, seed, "wait"), [], true);
+  if (["start", "bootstrap"].includes(standing.next)) return false; // cut off, not taken
   const journal = `${ctx.opts.out}/journal.jsonl`;
   if (standing.phase !== "bootstrap accepted" && !standing.contradiction) {
     ctx.log.ok(
@@ -384,11 +390,14 @@ export async function bootstrappedEarlier(
   awaitRestore: () => Promise<void>,
 ): Promise<boolean> {
   const progress = readProgress(ctx.opts.out);
-  const at = progress.done.get("bootstrap") ?? progress.bootstrapAccepted;
+  const at = progress.done.get("bootstrap") ?? progress.bootstrapAccepted ??
+    progress.bootstrapCutOff;
   if (!at || ctx.opts.force) return false;
   const journal = join(ctx.opts.out, "journal.jsonl");
   const looks = await lookAtSeed(ctx, seed, "bootstrap");
   const standing = whereItStands(progress, looks, ctx.opts.nodes, true);
+  // a bootstrap whose answer was cut off, and whose effect the seed does not show: send it
+  if (["start", "bootstrap", "finish wipe"].includes(standing.next)) return false;
   if (standing.next === "disarm") {
     ctx.log.ok(`already done: ${journal} records the bootstrap of ${seed} (${at}); etcd Running`);
     ctx.continueWith = taskCommand("disarm", ctx.opts, ["--yes"]);

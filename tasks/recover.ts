@@ -212,7 +212,9 @@ async function resume(ctx: Ctx, progress: Progress): Promise<void> {
     await step(
       ctx,
       "bootstrap",
-      `Waiting for the restore of ${seed} (bootstrap accepted ${progress.bootstrapAccepted}; not sent again)`,
+      `Waiting for the restore of ${seed} (bootstrap sent ${
+        progress.bootstrapAccepted ?? progress.bootstrapCutOff
+      }; not sent again)`,
       () => awaitRestore(ctx, seed, file),
     );
   }

@@ -455,3 +455,105 @@ Deno.test("verify run again after a finished recovery changes nothing and passes
 Deno.test("the members fixture lists .10 as a voter (what the rejoin tests rely on)", () => {
   assert.match(fx("etcd-members.txt"), /192\.168\.53\.10:2380 .* false/);
 });
+
+// ---- a call whose answer Ctrl-C cut off ------------------------------------------------------
+
+/**
+ * Runs `task` on `recordings` where the recording at `at` hangs; Ctrl-C comes while it does
+ * (the call is journaled with no exit code): exit 130.
+ */
+async function cutOff(
+  task: (args: string[], deps: FakeWorld["deps"]) => Promise<number>,
+  args: string[],
+  recordings: Recording[],
+  at: number,
+): Promise<void> {
+  const recs = recordings.slice(0, at + 1);
+  const target = recs[at].cmd;
+  recs[at] = { cmd: target, hang: true };
+  const w = fakeWorld(recs);
+  const seen = recs.slice(0, at + 1).filter((r) => r.cmd === target).length;
+  const timer = setInterval(() => {
+    if (w.replay.calls.filter((c) => c === target).length === seen) w.interrupt();
+  }, 5);
+  try {
+    assert.equal(await task(args, w.deps), 130, w.stderr());
+  } finally {
+    clearInterval(timer);
+  }
+  w.replay.assertDone();
+  assert.match(readFileSync(join(out(args), "journal.jsonl"), "utf8"), /"exitCode":null/);
+}
+const out = (args: string[]) => args[args.indexOf("--out") + 1];
+
+/** The time the last call matching `re` began (its answer cut off), plus `plusMs`. */
+function cutOffAt(dir: string, re: RegExp, plusMs: number): string {
+  const lines = readFileSync(join(dir, "journal.jsonl"), "utf8").split("\n").filter(Boolean)
+    .map((l) => JSON.parse(l));
+  const call = lines.filter((e) => e.type === "call" && e.exitCode === null && re.test(e.command))
+    .at(-1);
+  assert.ok(call, `no cut-off call matching ${re}`);
+  return new Date(Date.parse(call.ts) - call.durationMs + plusMs).toISOString();
+}
+
+Deno.test("recover: Ctrl-C during the bootstrap call itself, run again: the seed's etcd running since counts as accepted, not sent again", async () => {
+  const dir = tempOut();
+  await cutOff(recover, ARGS(dir), fullRecoveryRecs(dir), acceptedBootstrap(dir));
+  // Five minutes on, the running fixture (started 3m2s ago) started after the call began.
+  const later = cutOffAt(dir, / bootstrap /, 5 * 60_000);
+  const w = await rerun(recover, ARGS(dir), [
+    running(),
+    running(),
+    ...disarmRecs(),
+    ...rejoinRecs(),
+    ...verifyRecs(),
+  ], [
+    T(SEED, "etcd", "alarm", "disarm"),
+    T(N10, "reboot", "--wait=false"),
+    T(N12, "reboot", "--wait=false"),
+  ], later);
+  assert.match(w.stderr(), /where it stands: restored/);
+  assert.match(w.stderr(), /bootstrap sent .*; not sent again/);
+});
+
+Deno.test("recover: Ctrl-C during the bootstrap call, the seed still Preparing: the bootstrap did not take and is sent again", async () => {
+  const dir = tempOut();
+  await cutOff(recover, ARGS(dir), fullRecoveryRecs(dir), acceptedBootstrap(dir));
+  const w = await rerun(recover, ARGS(dir), [
+    rec.service(SEED, "service-etcd.preparing.txt"),
+    ...waitRecs(),
+    ...fullRecoveryRecs(dir).slice(beforeBootstrap(dir).length),
+  ], [
+    boot(dir),
+    boot(dir),
+    T(SEED, "etcd", "alarm", "disarm"),
+    T(N10, "reboot", "--wait=false"),
+    T(N12, "reboot", "--wait=false"),
+  ]);
+  assert.match(w.stderr(), /where it stands: wiped/);
+});
+
+Deno.test("rejoin: Ctrl-C during a reboot call, run again: the node back since as a healthy voter is not rebooted again", async () => {
+  const dir = tempOut();
+  makeCopies(dir);
+  recordSeed(dir);
+  const args = [...STEP_ARGS(dir), "--seed", SEED];
+  await cutOff(rejoin, args, rejoinRecs(), 1);
+  const later = cutOffAt(dir, / reboot /, 10 * 60_000);
+  const w = await rerun(
+    rejoin,
+    args,
+    [
+      running(),
+      rec.service(N10, "service-etcd.running-ok.joined.txt"),
+      members(),
+      ...rejoinRecs().slice(1 + 5),
+    ],
+    [T(N12, "reboot", "--wait=false")],
+    later,
+  );
+  assert.match(
+    w.stderr(),
+    /192\.168\.53\.10: its reboot was accepted .*back since as a healthy voter/,
+  );
+});

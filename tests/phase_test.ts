@@ -161,3 +161,16 @@ Deno.test("rejoinStep(): a reboot that did not take (etcd not restarted since) o
   );
   assert.equal(failed.do, "reboot");
 });
+
+Deno.test("whereItStands(): a bootstrap whose answer was cut off counts as accepted only once the seed's etcd runs since", () => {
+  // the running fixture started 3m2s ago; the call began at 10:20 and the look is at 10:30
+  const p = progress({ done: done(["wipe", 2]), bootstrapCutOff: at(20) });
+  const s = stands(p, { seed: up(RUNNING) });
+  assert.deepEqual([s.phase, s.next], ["restored", "await restore"]);
+  assert.match(s.journal, /sent, its answer cut off/);
+  // started before the call began: not its effect, a contradiction
+  const early = whereItStands(p, { now: Date.parse(at(21)), seed: up(RUNNING) }, NODES, true);
+  assert.equal(early.next, "refuse");
+  // still Preparing: it did not take; bootstrap again
+  assert.equal(stands(p, { seed: up("service-etcd.preparing.txt") }).next, "bootstrap");
+});
