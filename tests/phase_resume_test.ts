@@ -557,3 +557,16 @@ Deno.test("rejoin: Ctrl-C during a reboot call, run again: the node back since a
     /192\.168\.53\.10: its reboot was accepted .*back since as a healthy voter/,
   );
 });
+
+Deno.test("without a terminal, the plan of a re-run after an accepted bootstrap waits for the restore and sends no bootstrap", async () => {
+  const dir = tempOut();
+  await interrupted(recover, ARGS(dir), fullRecoveryRecs(dir), acceptedBootstrap(dir));
+  const w = fakeWorld([]);
+  assert.equal(await recover([...NODES_FLAG, "--vip", VIP, "--out", dir], w.deps), 0);
+  assert.deepEqual(w.replay.calls, []);
+  const plan = w.stdout();
+  assert.match(plan, /# resuming: wipe done .*, bootstrap accepted .* \(never sent again\)/);
+  assert.doesNotMatch(plan, / bootstrap --recover-from| reset /);
+  assert.match(plan, /etcd on 192\.168\.53\.11 to run the restored data/);
+  assert.match(plan, /etcd alarm disarm/);
+});
