@@ -202,13 +202,16 @@ export function describeJournal(progress: Progress): string {
   const standing = whereItStands(progress, { now: 0 }, [], true);
   if (standing.next === "finish wipe") return unfinishedWipe(progress);
   const steps = describeProgress(progress, ["wipe", "bootstrap", "disarm"]);
-  const accepted = progress.bootstrapAccepted && !progress.done.has("bootstrap")
+  const restoring = !progress.done.has("bootstrap");
+  const accepted = restoring && progress.bootstrapAccepted
     ? `bootstrap accepted ${progress.bootstrapAccepted}`
+    : restoring && progress.bootstrapCutOff
+    ? `bootstrap sent ${progress.bootstrapCutOff} (its answer cut off)`
     : "";
   return [steps, accepted].filter(Boolean).join(", ");
 }
 
-/** What finishing a wipe does with one node. */
+/** What finishing a wipe does with one node (`runs`: refused). */
 export type WipeStep =
   | { node: string; plan: "reset"; why: string }
   | { node: string; plan: "wait" | "wiped" | "runs"; at: string; why: string };

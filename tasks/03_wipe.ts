@@ -10,6 +10,9 @@
  * Refuses:  without an intact copy of the seed (never overridable); while any node's copy is
  *           missing or unreadable, a --seed below the highest revision, or a healthy cluster
  *           (each overridable with --force). Asks first unless --yes.
+ * Re-run:   a wipe not finished is finished (lib/phase.ts wipeStep: a node whose reset took
+ *           is not reset again); a finished one sends nothing; after an accepted bootstrap,
+ *           refused.
  * Raw:      talosctl -e 192.168.53.10 -n 192.168.53.10 reset --system-labels-to-wipe EPHEMERAL --graceful=false --reboot --wait=false
  * Usage:    deno task wipe --nodes A,B,C [--seed N] [--out DIR] [--yes] [--force] [--timeout 10m]
  */

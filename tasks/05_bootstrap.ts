@@ -9,6 +9,8 @@
  * Changes:  starts a new one-member etcd cluster on the seed from the copy.
  * Refuses:  when the copy's sha256 no longer matches the manifest; when etcd on the seed is
  *           already Running (not wiped, or already bootstrapped).
+ * Re-run:   a bootstrap accepted earlier is never sent again: done while etcd runs, its
+ *           restore waited for while it runs, refused otherwise (lib/phase.ts).
  * Raw:      talosctl -e 192.168.53.11 -n 192.168.53.11 bootstrap --recover-from=./etcd-recovery/db.192.168.53.11/db --recover-skip-hash-check
  * Usage:    deno task bootstrap --nodes A,B,C [--seed N] [--out DIR] [--yes] [--timeout 10m]
  */
