@@ -10,6 +10,9 @@
  * Refuses:  without an intact copy of the seed (never overridable); while any node's copy is
  *           missing or unreadable, a --seed below the highest revision, or a healthy cluster
  *           (each overridable with --force). Asks first unless --yes.
+ * Re-run:   a wipe not finished is finished (lib/phase.ts wipeStep: a node whose reset took
+ *           is not reset again); a finished one sends nothing; after an accepted bootstrap,
+ *           refused.
  * Raw:      talosctl -e 192.168.53.10 -n 192.168.53.10 reset --system-labels-to-wipe EPHEMERAL --graceful=false --reboot --wait=false
  * Usage:    deno task wipe --nodes A,B,C [--seed N] [--out DIR] [--yes] [--force] [--timeout 10m]
  */
@@ -33,8 +36,8 @@ import { poll } from "../lib/poll.ts";
 import { sub, talos } from "../lib/talosctl.ts";
 import { etcdIsPlan, parallelPlan, talosPlan, waitForPlan } from "../lib/plan.ts";
 import { tail } from "../lib/parse.ts";
-import { type Progress, readProgress, resumedSeed } from "../lib/resume.ts";
-import { readManifest } from "../lib/manifest.ts";
+import { type Progress, readProgress, resumedSeed, unfinishedWipe } from "../lib/resume.ts";
+import { refuseAfterBootstrap, wipedEarlier, wipeStep } from "../lib/phase.ts";
 import { preflight } from "../lib/preflight.ts";
 import { statusTable } from "./02_status.ts";
 import { verifiedSeedCopy } from "./05_bootstrap.ts";
@@ -65,6 +68,7 @@ export const task: TaskDef = {
       ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--yes"]);
       return;
     }
+    if (progress.done.has("wipe") && !ctx.opts.force) return await wipedEarlier(ctx, progress);
     await step(ctx, "preflight", "Pre-flight checks", () => preflight(ctx, "preflight"));
     const seed = await step(
       ctx,
@@ -80,26 +84,6 @@ export const task: TaskDef = {
     await step(ctx, "wipe", `Wiping ${ctx.opts.nodes.length} nodes at once`, () => wipe(ctx));
   },
 };
-
-/** Refuses (unless --force) to wipe once the journal records a bootstrap that succeeded. */
-function refuseAfterBootstrap(ctx: Ctx): void {
-  const done = readProgress(ctx.opts.out).done;
-  if (!done.has("bootstrap")) return;
-  const message = `${ctx.opts.out}/journal.jsonl records a bootstrap that succeeded (${
-    done.get("bootstrap")
-  }): wiping now destroys the restored etcd`;
-  if (ctx.opts.force) {
-    ctx.log.warn(`${message}; wiping anyway because of --force`);
-    return;
-  }
-  // The recovery's own node list: a different one is refused by recover.
-  const nodes = readManifest(ctx.opts.out)?.nodes ?? ctx.opts.nodes;
-  throw new RefusedError(`Refusing to wipe: ${message}`, {
-    hint: `continue with ${
-      taskCommand("recover", { ...ctx.opts, nodes }, ["--yes"])
-    } (it resumes); --force only to start over`,
-  });
-}
 
 /**
  * The safety rules: an intact seed copy, every copy usable, the seed the highest revision,
@@ -178,13 +162,6 @@ export async function checkBeforeFinishing(
   return { seed, file: await verifiedSeedCopy(ctx, seed) };
 }
 
-/** What the journal says of a wipe that did not finish, for the log. */
-export function unfinishedWipe(progress: Progress): string {
-  const last = [...progress.resetSent.values()].sort().at(-1);
-  return `reset sent to ${[...progress.resetSent.keys()].join(", ")} (last ${last}), ` +
-    `wipe not finished`;
-}
-
 /**
  * Finishes a wipe an earlier run started. For each node, by what it answers now and when its
  * reset was accepted (the journal):
@@ -207,20 +184,7 @@ export async function finishWipe(ctx: Ctx, progress: Progress): Promise<void> {
   }: etcd is being destroyed; the copies in ${ctx.opts.out} are the only data`;
   const now = ctx.deps.now();
   const looks = await Promise.all(nodes.map((n) => lookAtEtcd(ctx, n, "wipe")));
-  const plans = nodes.map((node, i) => {
-    const look = looks[i];
-    const at = sent.get(node);
-    if (at === undefined) return { node, plan: "reset", why: "no reset accepted yet" } as const;
-    if (look.kind === "down") return { node, plan: "wait", at, why: describe(look) } as const;
-    const fresh = startedWithin(look.info, now - Date.parse(at));
-    const state = `etcd ${describe(look)}`;
-    if (!fresh) {
-      return { node, plan: "reset", why: `${state}, not restarted since its reset` } as const;
-    }
-    if (look.info.state === "Preparing") return { node, plan: "wiped", at, why: state } as const;
-    if (look.info.state === "Running") return { node, plan: "runs", at, why: state } as const;
-    return { node, plan: "wait", at, why: `${state}, booting since its reset` } as const;
-  });
+  const plans = nodes.map((node, i) => wipeStep(node, sent.get(node), looks[i], now));
   const running = plans.filter((p) => p.plan === "runs");
   if (running.length > 0) {
     throw new RefusedError(

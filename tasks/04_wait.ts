@@ -5,6 +5,7 @@
  *           reboots the call fails with connection refused: expected, polling goes on until
  *           the deadline. Shows the other nodes' states once at the end.
  * Changes:  nothing.
+ * Re-run:   after the bootstrap was accepted (journal), nothing to wait for while etcd runs.
  * Raw:      talosctl -e 192.168.53.11 -n 192.168.53.11 service etcd
  * Usage:    deno task wait --nodes A,B,C [--seed N] [--out DIR] [--timeout 10m]
  */
@@ -18,6 +19,7 @@ import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster
 import { poll } from "../lib/poll.ts";
 import { etcdIsPlan, waitForPlan } from "../lib/plan.ts";
 import { StepError } from "../lib/errors.ts";
+import { pastTheWait } from "../lib/phase.ts";
 
 export const task: TaskDef = {
   name: "wait",
@@ -26,6 +28,7 @@ export const task: TaskDef = {
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, waitPlan(ctx));
     const seed = await seedOf(ctx);
+    if (await pastTheWait(ctx, seed)) return;
     await step(
       ctx,
       "wait",

@@ -9,6 +9,8 @@
  * Changes:  starts a new one-member etcd cluster on the seed from the copy.
  * Refuses:  when the copy's sha256 no longer matches the manifest; when etcd on the seed is
  *           already Running (not wiped, or already bootstrapped).
+ * Re-run:   a bootstrap accepted earlier is never sent again: done while etcd runs, its
+ *           restore waited for while it runs, refused otherwise (lib/phase.ts).
  * Raw:      talosctl -e 192.168.53.11 -n 192.168.53.11 bootstrap --recover-from=./etcd-recovery/db.192.168.53.11/db --recover-skip-hash-check
  * Usage:    deno task bootstrap --nodes A,B,C [--seed N] [--out DIR] [--yes] [--timeout 10m]
  */
@@ -24,9 +26,9 @@ import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster
 import { copyFile, readManifest, verifyCopy } from "../lib/manifest.ts";
 import { poll } from "../lib/poll.ts";
 import { isBootstrapNotReady, isDataDirNotEmpty, isUnreachable } from "../lib/parse.ts";
-import { commandFailure, sub, talos } from "../lib/talosctl.ts";
+import { commandFailure, SEED_VAR, sub, talos } from "../lib/talosctl.ts";
 import { bootstrapFromPlan, etcdRestoredPlan, waitForPlan } from "../lib/plan.ts";
-import { readProgress } from "../lib/resume.ts";
+import { bootstrappedEarlier } from "../lib/phase.ts";
 import { waitPreparing } from "./04_wait.ts";
 
 /** Uploading a large db can take a while. */
@@ -39,7 +41,8 @@ export const task: TaskDef = {
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, bootstrapPlan(ctx));
     const seed = await seedOf(ctx, { strict: true });
-    if (await bootstrappedEarlier(ctx, seed)) return;
+    const restore = async () => await awaitRestore(ctx, seed, await verifiedSeedCopy(ctx, seed));
+    if (await bootstrappedEarlier(ctx, seed, restore)) return;
     const file = await verifiedSeedCopy(ctx, seed);
     await confirm(ctx, `bootstrap etcd on ${seed} from ${file}`, () => bootstrapPlan(ctx));
     await step(
@@ -50,30 +53,6 @@ export const task: TaskDef = {
     );
   },
 };
-
-/**
- * A bootstrap the journal records as done is not sent again: done when the seed's etcd runs
- * (exit 0, next: disarm), refused otherwise (a second bootstrap needs a wipe first), unless
- * --force.
- */
-async function bootstrappedEarlier(ctx: Ctx, seed: string): Promise<boolean> {
-  const at = readProgress(ctx.opts.out).done.get("bootstrap");
-  if (!at || ctx.opts.force) return false;
-  const journal = join(ctx.opts.out, "journal.jsonl");
-  const look = await lookAtEtcd(ctx, seed, "bootstrap");
-  if (look.kind === "up" && look.info.state === "Running") {
-    ctx.log.ok(`already done: ${journal} records the bootstrap of ${seed} (${at}); etcd Running`);
-    ctx.continueWith = taskCommand("disarm", ctx.opts, ["--yes"]);
-    return true;
-  }
-  throw new RefusedError(
-    `${journal} records the bootstrap of ${seed} (${at}), but its etcd is ${describe(look)}`,
-    {
-      hint: "if it is restarting, wait and run deno task verify; a second bootstrap needs a " +
-        "wipe first (--force only to bootstrap again)",
-    },
-  );
-}
 
 /** The seed's copy, after checking it is still byte-for-byte what was extracted. */
 export async function verifiedSeedCopy(ctx: Ctx, seed: string): Promise<string> {
@@ -131,6 +110,14 @@ export async function bootstrap(ctx: Ctx, seed: string, file: string): Promise<v
       throw commandFailure(ctx, seed, args, r);
     },
   });
+  await awaitRestore(ctx, seed, file);
+}
+
+/**
+ * After the bootstrap was accepted (by this run or an earlier one): polls until the seed's
+ * etcd runs the restored data; Failed carries the reason in its last event.
+ */
+export async function awaitRestore(ctx: Ctx, seed: string, file: string): Promise<void> {
   ctx.clusterState =
     `bootstrap accepted by ${seed}: etcd is restoring from ${file}; the other nodes are still wiped`;
   ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--seed", seed, "--yes"]);
@@ -170,6 +157,15 @@ export function bootstrapPlan(ctx: Ctx): string[] {
     "# Step 5: restore the seed from its raw copy (retry while not ready), then wait until etcd runs",
     ...lines,
     waitForPlan(`${seed} to accept the bootstrap`, seconds, bootstrapFromPlan(seed, file)),
+    ...restorePlan(ctx),
+  ];
+}
+
+/** The wait for the restore after an accepted bootstrap, as bash. */
+export function restorePlan(ctx: Ctx): string[] {
+  const seed = ctx.opts.seed ?? SEED_VAR;
+  const seconds = ctx.opts.timeoutMs / 1000;
+  return [
     "# exit 0 is not success: the restore runs now; Failed carries the reason in its last event",
     waitForPlan(`etcd on ${seed} to run the restored data`, seconds, etcdRestoredPlan(seed)),
   ];

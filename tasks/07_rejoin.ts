@@ -17,13 +17,13 @@
  *                            [--join-grace 30s] [--rolling-reboot]
  */
 
-import { type Ctx, SKIPPED, step } from "../lib/context.ts";
+import { type Ctx, step } from "../lib/context.ts";
 import type { Deps } from "../lib/deps.ts";
 import { RefusedError, StepError } from "../lib/errors.ts";
 import { planSeed, seedOf } from "../lib/inspect.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
-import { describe, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster.ts";
+import { describe, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "../lib/cluster.ts";
 import { readProgress, rejoinedNodes } from "../lib/resume.ts";
 import { memberForNode, parseMembers, tail } from "../lib/parse.ts";
 import { formatMs, poll } from "../lib/poll.ts";
@@ -69,6 +69,9 @@ export async function rejoin(ctx: Ctx, seed: string): Promise<void> {
   if (wait.length > 0) await confirm(ctx, rejoinAction(ctx, wait), () => rejoinPlan(ctx));
   const rejoined = others.filter((n) => done.has(n));
   const clock: { quietSince?: number } = {};
+  // A reboot an earlier run had accepted (Ctrl-C, a deadline) is not sent again: the node is
+  // judged by what it did since (back as a voter: rejoined; on its way: waited for).
+  const earlier = readProgress(ctx.opts.out).rebootSent;
   for (const [i, node] of todo.entries()) {
     const later = todo.slice(i + 1);
     ctx.clusterState = rejoinState(seed, rejoined, undefined, todo.slice(i));
@@ -77,7 +80,7 @@ export async function rejoin(ctx: Ctx, seed: string): Promise<void> {
       `rejoin:${node}`,
       `Rejoining ${node} (${i + 1} of ${todo.length})`,
       () =>
-        rejoinOne(ctx, { seed, node, voterAtStart: voters.has(node), clock }, () => {
+        rejoinOne(ctx, { seed, node, voterAtStart: voters.has(node), clock, earlier }, () => {
           ctx.clusterState = rejoinState(seed, rejoined, node, later);
         }),
     );
@@ -136,9 +139,15 @@ async function votersAtStart(ctx: Ctx, seed: string): Promise<Set<string>> {
  */
 async function rejoinOne(
   ctx: Ctx,
-  o: { seed: string; node: string; voterAtStart: boolean; clock: { quietSince?: number } },
+  o: {
+    seed: string;
+    node: string;
+    voterAtStart: boolean;
+    clock: { quietSince?: number };
+    earlier: Map<string, string>;
+  },
   rebooted: () => void,
-): Promise<typeof SKIPPED | void> {
+): Promise<void> {
   const { seed, node, clock } = o;
   ctx.continueWith = taskCommand("rejoin", ctx.opts, [
     "--seed",
@@ -154,6 +163,26 @@ async function rejoinOne(
     voterAtStart: o.voterAtStart,
   };
   let backFromReboot = false;
+  const earlier = o.earlier.get(node);
+  if (earlier !== undefined && !o.voterAtStart) {
+    // judged by its etcd's start time against when that reboot was accepted
+    const look = await lookAtEtcd(ctx, node, `rejoin:${node}`);
+    const since = ctx.deps.now() - Date.parse(earlier);
+    if (look.kind === "up" && !startedWithin(look.info, since)) {
+      ctx.log.info(
+        `${node}: its reboot was accepted at ${earlier}, but its etcd has not restarted since: ` +
+          `the reboot did not take`,
+      );
+    } else {
+      Object.assign(turn, { rebootedAt: Date.parse(earlier), rebootedWhy: "by an earlier run" });
+      backFromReboot = true;
+      ctx.log.info(
+        `${node}: its reboot was accepted at ${earlier}; ${
+          look.kind === "down" ? "on its way back" : "back since"
+        }: waited for, not rebooted again`,
+      );
+    }
+  }
   const reboot = async (why: string) => {
     ctx.log.info(`${node}: rebooting: ${why}`);
     const sentAt = ctx.deps.now();
@@ -172,6 +201,10 @@ async function rejoinOne(
     check: async () => {
       const service = await lookAtEtcd(ctx, node, `rejoin:${node}`);
       if (turn.rebootedAt !== undefined && service.kind === "down") backFromReboot = true;
+      if (
+        turn.rebootedAt !== undefined && service.kind === "up" &&
+        startedWithin(service.info, ctx.deps.now() - turn.rebootedAt)
+      ) backFromReboot = true; // came back since that reboot, without being seen down
       const members = needsMembers(turn, service)
         ? parseMembers(await talosOk(ctx, seed, sub.members(), { step: `rejoin:${node}` }))
         : undefined;
@@ -192,7 +225,8 @@ async function rejoinOne(
     },
   });
   ctx.log.ok(`${node}: ${why}`);
-  if (turn.rebootedAt === undefined) return o.voterAtStart ? SKIPPED : undefined;
+  // a voter (by itself, after a reboot, or already one) is rejoined: the journal says so
+  return undefined;
 }
 
 /** The rejoin flags a command to continue must repeat. */

@@ -25,21 +25,26 @@ import { readManifest } from "../lib/manifest.ts";
 import { formatMs } from "../lib/poll.ts";
 import { planSeed } from "../lib/inspect.ts";
 import { preflight } from "../lib/preflight.ts";
-import { describeProgress, type Progress, readProgress, resumedSeed } from "../lib/resume.ts";
+import {
+  describeProgress,
+  type Progress,
+  readProgress,
+  resumedSeed,
+  unfinishedWipe,
+} from "../lib/resume.ts";
+import { describeJournal, lookAtSeed, whereItStands } from "../lib/phase.ts";
 import { RefusedError } from "../lib/errors.ts";
-import { describe, lookAtEtcd } from "../lib/cluster.ts";
 import { extract, extractPlan } from "./01_extract.ts";
 import { statusPlan } from "./02_status.ts";
-import {
-  checkBeforeFinishing,
-  checkBeforeWipe,
-  finishWipe,
-  unfinishedWipe,
-  wipe,
-  wipePlan,
-} from "./03_wipe.ts";
+import { checkBeforeFinishing, checkBeforeWipe, finishWipe, wipe, wipePlan } from "./03_wipe.ts";
 import { waitPlan, waitPreparing } from "./04_wait.ts";
-import { bootstrap, bootstrapPlan, verifiedSeedCopy } from "./05_bootstrap.ts";
+import {
+  awaitRestore,
+  bootstrap,
+  bootstrapPlan,
+  restorePlan,
+  verifiedSeedCopy,
+} from "./05_bootstrap.ts";
 import { disarm, disarmPlan } from "./06_disarm.ts";
 import { rejoin, rejoinPlan } from "./07_rejoin.ts";
 import { verify, verifyPlan } from "./08_verify.ts";
@@ -67,21 +72,17 @@ export const task: TaskDef = {
 export async function recover(ctx: Ctx): Promise<void> {
   const { nodes, out } = ctx.opts;
   const progress = readProgress(out);
-  // What the journal records since the last reset: a restore (bootstrap done) goes on from
-  // disarm, a wipe that did not finish is finished, a finished one goes on from bootstrap.
-  const bootstrapped = progress.done.has("bootstrap");
-  const unfinished = progress.resetSent.size > 0;
-  if (bootstrapped || unfinished || progress.done.has("wipe")) {
+  // Where the journal says this recovery stands (looked at live once the checks pass).
+  const standing = whereItStands(progress, { now: ctx.deps.now() }, nodes, true);
+  if (standing.next !== "start") {
     if (!ctx.opts.force) {
-      return await (!bootstrapped && unfinished
+      return await (standing.next === "finish wipe"
         ? resumeWipe(ctx, progress)
         : resume(ctx, progress));
     }
     ctx.log.warn(
       `${out}/journal.jsonl records ${
-        unfinished && !bootstrapped
-          ? unfinishedWipe(progress)
-          : describeProgress(progress, ["wipe", "bootstrap", "disarm"])
+        describeJournal(progress)
       }: --force starts over and wipes again`,
     );
   }
@@ -158,50 +159,73 @@ async function fromDisarm(ctx: Ctx, seed: string): Promise<void> {
 }
 
 /**
- * A re-run after wipe or bootstrap succeeded: never wipe or bootstrap again. Checks the seed's
- * etcd first and says what it found; a live state that contradicts the journal is refused.
+ * A re-run after the wipe finished: never wipe again, and never bootstrap again once the
+ * bootstrap was accepted. Looks at the seed's etcd first and says what it found; where the
+ * recovery stands comes from the journal and that look (lib/phase.ts); a live state that
+ * contradicts the journal is refused, with both facts.
  */
 async function resume(ctx: Ctx, progress: Progress): Promise<void> {
-  const found = describeProgress(progress, ["wipe", "bootstrap", "disarm"]);
+  const what = describeJournal(progress);
   const startOver = "to start over (wiping again), pass --force or use a new --out";
-  const seed = resumedSeed(ctx, progress, found);
+  const seed = resumedSeed(ctx, progress, what);
   ctx.opts.seed = seed;
-  ctx.log.step(`Resuming from ${ctx.opts.out}/journal.jsonl: ${found}`);
-  const look = await lookAtEtcd(ctx, seed, "resume");
-  ctx.log.info(`live: etcd on ${seed} is ${describe(look)}`);
-  const running = look.kind === "up" && look.info.state === "Running";
-  const bootstrapped = progress.done.has("bootstrap");
-  if (bootstrapped && !running) {
-    throw new RefusedError(
-      `The journal says ${seed} was bootstrapped, but its etcd is ${describe(look)}`,
-      {
-        hint: `wait and run again if it is restarting; ${startOver}`,
-      },
-    );
-  }
-  if (!bootstrapped && running) {
-    throw new RefusedError(
-      `The journal says every node was wiped and ${seed} not yet bootstrapped, but its etcd is Running`,
-      {
-        hint: `if the bootstrap went through, continue with ${
+  ctx.log.step(`Resuming from ${ctx.opts.out}/journal.jsonl: ${what}`);
+  const standing = whereItStands(
+    progress,
+    await lookAtSeed(ctx, seed, "resume"),
+    ctx.opts.nodes,
+    true,
+  );
+  ctx.log.info(`live: ${standing.live}`);
+  ctx.log.info(`where it stands: ${standing.phase}`);
+  const c = standing.contradiction;
+  if (c) {
+    const restoreFailed = standing.phase === "bootstrap accepted";
+    if (restoreFailed) ctx.continueWith = restartRestore(ctx, seed);
+    throw new RefusedError(`The journal says ${c.journal}, but ${c.live}`, {
+      hint: restoreFailed
+        ? `a failed restore leaves files behind: reset the seed again, then bootstrap (${ctx.continueWith})`
+        : standing.phase === "wiped"
+        ? `if the bootstrap went through, continue with ${
           taskCommand("disarm", ctx.opts, ["--yes"])
-        }; ${startOver}`,
-      },
-    );
+        }; ${startOver}`
+        : `wait and run again if it is restarting; ${startOver}`,
+    });
   }
-  ctx.clusterState = bootstrapped
-    ? `etcd runs on ${seed}, restored earlier; resuming with disarm, rejoin, verify`
-    : `every node was wiped earlier; resuming with the bootstrap of ${seed}`;
+  const next = standing.next;
+  ctx.clusterState = next === "bootstrap"
+    ? `every node was wiped earlier; resuming with the bootstrap of ${seed}`
+    : next === "await restore"
+    ? `the bootstrap of ${seed} was accepted earlier; resuming with its restore, then disarm, rejoin, verify`
+    : `etcd runs on ${seed}, restored earlier; resuming with disarm, rejoin, verify`;
   ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
   const file = await verifiedSeedCopy(ctx, seed);
-  await confirm(
-    ctx,
-    `continue the recovery from ${bootstrapped ? "disarm" : "bootstrap"} (seed ${seed})`,
-    () => recoverPlan(ctx),
-  );
+  const from = next === "bootstrap"
+    ? "bootstrap"
+    : next === "await restore"
+    ? "the restore"
+    : "disarm";
+  await confirm(ctx, `continue the recovery from ${from} (seed ${seed})`, () => recoverPlan(ctx));
   ctx.opts.yes = true;
-  if (bootstrapped) await fromDisarm(ctx, seed);
-  else await fromBootstrap(ctx, seed, file);
+  if (next === "bootstrap") return await fromBootstrap(ctx, seed, file);
+  if (next === "await restore") {
+    await step(
+      ctx,
+      "bootstrap",
+      `Waiting for the restore of ${seed} (bootstrap sent ${
+        progress.bootstrapAccepted ?? progress.bootstrapCutOff
+      }; not sent again)`,
+      () => awaitRestore(ctx, seed, file),
+    );
+  }
+  await fromDisarm(ctx, seed);
+}
+
+/** The command that resets the seed again and bootstraps it: after a failed restore. */
+function restartRestore(ctx: Ctx, seed: string): string {
+  return `${
+    taskCommand("wipe", { ...ctx.opts, nodes: [seed], seed: undefined }, ["--force", "--yes"])
+  } && ${taskCommand("bootstrap", ctx.opts, ["--seed", seed, "--yes"])}`;
 }
 
 /**
@@ -251,6 +275,15 @@ export function recoverPlan(ctx: Ctx): string[] {
     ...fromDisarm,
   ];
   const header = `# etcd recovery plan for ${ctx.opts.nodes.join(", ")} (talos-etcd-recovery)`;
+  if (progress?.seed && progress.bootstrapAccepted && !progress.done.has("bootstrap")) {
+    return [
+      header,
+      `# resuming: ${describeJournal(progress)} (never sent again)`,
+      ...restorePlan(seedKnown),
+      "",
+      ...fromDisarm,
+    ];
+  }
   if (progress?.seed && progress.done.has("bootstrap")) {
     return [
       header,
