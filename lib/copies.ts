@@ -15,6 +15,7 @@ import {
   type HistoryRange,
 } from "./etcd_db_compare.ts";
 import { humanizeBytes } from "./humanize.ts";
+import { sha256File } from "./manifest.ts";
 import { StatusToolError, toolStatus } from "./snapshot.ts";
 
 /** The reader, as a dependency: tests replace it like they replace `$`. */
@@ -25,18 +26,22 @@ export interface DbReader {
   status(path: string, history?: HistoryRange): Promise<DbStatus>;
   /** A second pass for the key-history hash, when the range changed after the first. */
   history(path: string, uptoRevision: number, sinceRevision: number): Promise<KeyHistoryHash>;
+  /** The file's sha256 (hex), for the manifest check; `sha256File` on this thread without it. */
+  sha256?(path: string): Promise<string>;
 }
 
 export const nativeReader: DbReader = {
   span: readHistorySpan,
   status: (path, history) => readStatus(path, { history }),
   history: keyHistoryHash,
+  sha256: sha256File,
 };
 
 /** One read, as `lib/db_worker.ts` takes it. */
 export type DbOp =
   | { op: "status"; path: string; history?: HistoryRange }
-  | { op: "history"; path: string; uptoRevision: number; sinceRevision: number };
+  | { op: "history"; path: string; uptoRevision: number; sinceRevision: number }
+  | { op: "sha256"; path: string };
 
 /** The worker's answer: the result, the reader's refusal (an `EtcdDbError`), or another error. */
 export type DbReply =
@@ -107,6 +112,7 @@ export function workerReader(
     status: (path, history) => run({ op: "status", path, history }),
     history: (path, uptoRevision, sinceRevision) =>
       run({ op: "history", path, uptoRevision, sinceRevision }),
+    sha256: (path) => run({ op: "sha256", path }),
   };
 }
 

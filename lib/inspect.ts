@@ -62,9 +62,10 @@ export async function inspectCopies(
   // a copy that fails its check is shown with that reason, whatever its reading gave.
   const checks = nodes.map((node) => {
     const file = join(out, copyFile(node));
-    const check = manifest ? verifyCopy(out, manifest, node) : Promise.resolve(
+    const check = manifest ? verifyCopy(out, manifest, node, ctx.deps.db.sha256) : Promise.resolve(
       existsSync(file) ? { ok: true as const } : { ok: false as const, reason: "no copy" },
     );
+    check.catch(() => {}); // awaited below; an interrupt is thrown from there
     return { node, file, check };
   });
   // The range to compare is known from a few pages of each copy, so each is read whole once.
@@ -74,6 +75,7 @@ export async function inspectCopies(
   );
   const rows = await Promise.all(checks.map(async ({ node, file, check }): Promise<CopyRow> => {
     const verified = check.then((c) => c.ok);
+    verified.catch(() => {}); // an interrupted check is thrown below, from `check`
     const reading = existsSync(file)
       ? readCopy(ctx, node, file, range, verified)
         .then((status) => ({ status }), (error) => ({ error }))
