@@ -8,15 +8,25 @@
  * its PID even when generation fails. Each measurement runs in a fresh process, so its peak RSS
  * (GNU time's %M, or VmHWM without it) is the reader's own.
  *
+ * Then, unless skipped: the CRC-32C in MB/s, `status` on three
+ * copies of that db against etcdctl on the same files (bench/status_bench.ts), and the lab's
+ * time to recovery against the lower bound of its own delays (bench/recovery_bench.ts).
+ *
  * Targets: readRevision() under 50 ms; a readStatus() call no slower than an etcdctl process
- * (what the tool would otherwise spawn); peak RSS under 150 MB.
+ * (what the tool would otherwise spawn); peak RSS under 150 MB; status on three copies no
+ * slower than etcdctl on them; recover within 1.3 times the lab's lower bound.
  *
  * Usage: deno run -A bench/etcd_db_bench.ts [--dir DIR] [--size-mb 256] [--runs 5] [--fresh]
+ *          [--skip-status] [--skip-lab] [--lab-speed 20] [--lab-nodes 3]
+ *          [--lab-backend auto|etcd|model]
  */
 
 import { readRevision, readStatus } from "../lib/etcd_db.ts";
 import { formatStatusJson } from "../lib/etcd_db_format.ts";
 import { humanizeBytes } from "../lib/humanize.ts";
+import { crc32cUpdate } from "../lib/crc32c.ts";
+import { benchStatus } from "./status_bench.ts";
+import { benchRecovery } from "./recovery_bench.ts";
 
 // The measured child imports only the reader; the etcd helpers (and node: modules) are loaded
 // by the parent alone, so the child's start-up is the reader's own.
@@ -35,19 +45,63 @@ interface Args {
   sizeMb: number;
   runs: number;
   fresh: boolean;
+  skipStatus: boolean;
+  skipLab: boolean;
+  labSpeed: number;
+  labNodes: number;
+  labBackend: "auto" | "etcd" | "model";
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { dir: DEFAULT_DIR, sizeMb: 256, runs: 5, fresh: false };
+  const args: Args = {
+    dir: DEFAULT_DIR,
+    sizeMb: 256,
+    runs: 5,
+    fresh: false,
+    skipStatus: false,
+    skipLab: false,
+    labSpeed: 20,
+    labNodes: 3,
+    labBackend: "auto",
+  };
+  const positive = (flag: string, value: string | undefined) => {
+    const n = Number(value);
+    if (!(n > 0)) throw new Error(`${flag} must be a positive number, not "${value}"`);
+    return n;
+  };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (flag === "--fresh") args.fresh = true;
     else if (flag === "--dir") args.dir = argv[++i];
-    else if (flag === "--size-mb") args.sizeMb = Number(argv[++i]);
-    else if (flag === "--runs") args.runs = Number(argv[++i]);
-    else throw new Error(`Unknown flag "${flag}"`);
+    else if (flag === "--size-mb") args.sizeMb = positive(flag, argv[++i]);
+    else if (flag === "--runs") args.runs = positive(flag, argv[++i]);
+    else if (flag === "--skip-status") args.skipStatus = true;
+    else if (flag === "--skip-lab") args.skipLab = true;
+    else if (flag === "--lab-speed") args.labSpeed = positive(flag, argv[++i]);
+    else if (flag === "--lab-nodes") args.labNodes = positive(flag, argv[++i]);
+    else if (flag === "--lab-backend") {
+      const b = argv[++i];
+      if (b !== "auto" && b !== "etcd" && b !== "model") {
+        throw new Error(`--lab-backend must be auto, etcd or model, not "${b}"`);
+      }
+      args.labBackend = b;
+    } else throw new Error(`Unknown flag "${flag}"`);
   }
   return args;
+}
+
+/** CRC-32C throughput over 64 MiB, median of 7, in MB/s. */
+function crcSpeed(fn: (crc: number, data: Uint8Array) => number): number {
+  const data = new Uint8Array(64 << 20);
+  for (let i = 0; i < data.length; i += 4096) data[i] = i >>> 12;
+  fn(0, data);
+  const speeds: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const start = performance.now();
+    fn(0, data);
+    speeds.push(data.length / 1e6 / ((performance.now() - start) / 1000));
+  }
+  return median(speeds);
 }
 
 /** Writes about `sizeMb` MB into a fresh etcd and copies its db to `out`. */
@@ -248,7 +302,30 @@ async function main(argv: string[]): Promise<void> {
     [`readStatus() call no slower than an etcdctl process`, s.ms! <= c.wall],
     [`peak RSS under 150 MB`, Math.max(r.rss, s.rss) < 150 * 1024 * 1024],
   ] as const;
-  for (const [what, ok] of verdicts) console.log(`${ok ? "ok  " : "MISS"} ${what}`);
+  const more: [string, boolean][] = [];
+  console.log(
+    `crc32c: ${crcSpeed(crc32cUpdate).toFixed(0)} MB/s (slicing-by-16, over 64 MiB)`,
+  );
+  if (!args.skipStatus) {
+    const ratio = await benchStatus(args.dir, db, args.runs, timedRun);
+    more.push([`status on three copies no slower than etcdctl on them`, ratio <= 1]);
+  }
+  if (!args.skipLab) {
+    const lab = await benchRecovery(`${args.dir}/lab`, {
+      nodes: args.labNodes,
+      speed: args.labSpeed,
+      backend: args.labBackend,
+    });
+    more.push([`recover exits 0 on the lab`, lab.code === 0]);
+    more.push([`recover within 1.3x the lab's lower bound`, lab.recoverMs <= 1.3 * lab.boundMs]);
+  }
+  for (const [what, ok] of [...verdicts, ...more]) console.log(`${ok ? "ok  " : "MISS"} ${what}`);
+}
+
+/** `timed` as the status bench wants it. */
+async function timedRun(argv: string[], env?: Record<string, string>) {
+  const t = await timed(argv, env);
+  return { wallMs: t.wallMs, cpuMs: t.cpuMs, rss: t.rss };
 }
 
 if (import.meta.main) await main(Deno.args);

@@ -17,6 +17,7 @@ import {
   planComparison,
 } from "./etcd_db_compare.ts";
 import { humanizeBytes } from "./humanize.ts";
+import { sha256File } from "./manifest.ts";
 import { StatusToolError, toolStatus } from "./snapshot.ts";
 
 /** The reader, as a dependency: tests replace it like they replace `$`. */
@@ -27,18 +28,22 @@ export interface DbReader {
   status(path: string, history?: HistoryRange): Promise<DbStatus>;
   /** A second pass for the key-history hash, when the range changed after the first. */
   history(path: string, uptoRevision: number, sinceRevision: number): Promise<KeyHistoryHash>;
+  /** The file's sha256 (hex), for the manifest check; `sha256File` on this thread without it. */
+  sha256?(path: string): Promise<string>;
 }
 
 export const nativeReader: DbReader = {
   span: readHistorySpan,
   status: (path, history) => readStatus(path, { history }),
   history: keyHistoryHash,
+  sha256: sha256File,
 };
 
 /** One read, as `lib/db_worker.ts` takes it. */
 export type DbOp =
   | { op: "status"; path: string; history?: HistoryRange }
-  | { op: "history"; path: string; uptoRevision: number; sinceRevision: number };
+  | { op: "history"; path: string; uptoRevision: number; sinceRevision: number }
+  | { op: "sha256"; path: string };
 
 /** The worker's answer: the result, the reader's refusal (an `EtcdDbError`), or another error. */
 export type DbReply =
@@ -46,10 +51,12 @@ export type DbReply =
   | { error: { path: string; problems: readonly string[] } | { message: string } };
 
 /**
- * The native reader, each whole read in a worker of its own (`lib/db_worker.ts`): copies are read
- * side by side on as many cores as there are, and the main thread stays free, so Ctrl-C
- * (`signal`) stops a read of a multi-GB copy at once: the worker is terminated and the read
- * rejects with `InterruptedError`. The reader's own refusal comes back as `EtcdDbError`.
+ * The native reader, each whole read in a worker (`lib/db_worker.ts`): copies are read side by
+ * side on as many cores as there are, and the main thread stays free (it hashes the copies
+ * meanwhile), so Ctrl-C (`signal`) stops a read of a multi-GB copy at once: the worker is
+ * terminated and the read rejects with `InterruptedError`. The reader's own refusal comes back
+ * as `EtcdDbError`. A worker that finishes while another read waits takes that read (a worker's
+ * start costs about 20 ms); one with nothing to do is ended, so the process can exit.
  */
 export function workerReader(
   signal: AbortSignal,
@@ -59,36 +66,43 @@ export function workerReader(
   // One read per core at a time: more only adds memory (each read holds its own key set)
   // and start-up cost on the main thread.
   const slots = new Slots(options.workers ?? Math.max(1, navigator.hardwareConcurrency || 1));
+  const idle: Worker[] = [];
+  signal.addEventListener("abort", () => idle.splice(0).forEach((w) => w.terminate()), {
+    once: true,
+  });
   const once = <T>(op: DbOp): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       if (signal.aborted) return reject(interrupted(op.path));
-      const worker = new Worker(script, { type: "module" });
-      const done = () => {
-        worker.terminate();
+      const worker = idle.pop() ?? new Worker(script, { type: "module" });
+      const done = (reusable: boolean) => {
         signal.removeEventListener("abort", onAbort);
+        worker.onmessage = worker.onmessageerror = worker.onerror = null;
+        if (reusable && slots.waiting > 0 && !signal.aborted) idle.push(worker);
+        else worker.terminate();
       };
       const onAbort = () => {
-        done();
+        done(false);
         reject(interrupted(op.path));
       };
       signal.addEventListener("abort", onAbort, { once: true });
       worker.onmessage = (event: MessageEvent<DbReply>) => {
-        done();
         const reply = event.data;
         if (!reply || typeof reply !== "object") {
+          done(false);
           return reject(new Error(`the db reader gave no answer for ${op.path}`));
         }
+        done(true);
         if ("result" in reply) return resolve(reply.result as T);
         const e = reply.error;
         reject("problems" in e ? new EtcdDbError(e.path, e.problems) : new Error(e.message));
       };
       worker.onmessageerror = () => {
-        done();
+        done(false);
         reject(new Error(`the db reader's answer for ${op.path} could not be received`));
       };
       worker.onerror = (event) => {
         event.preventDefault();
-        done();
+        done(false);
         reject(new Error(`the db reader stopped reading ${op.path}: ${event.message}`));
       };
       worker.postMessage(op);
@@ -100,6 +114,7 @@ export function workerReader(
     status: (path, history) => run({ op: "status", path, history }),
     history: (path, uptoRevision, sinceRevision) =>
       run({ op: "history", path, uptoRevision, sinceRevision }),
+    sha256: (path) => run({ op: "sha256", path }),
   };
 }
 
@@ -109,6 +124,10 @@ export class Slots {
   #waiting: (() => void)[] = [];
   constructor(size: number) {
     this.#free = size;
+  }
+  /** Tasks waiting for a free slot. */
+  get waiting(): number {
+    return this.#waiting.length;
   }
   async run<T>(task: () => Promise<T>): Promise<T> {
     if (this.#free > 0) this.#free--;
@@ -164,17 +183,24 @@ export interface CopyStatus {
   crossCheck?: string;
 }
 
+/** `readCopy` was told the copy failed its sha256 check: its reading is not reported. */
+export class CopyNotVerified extends Error {}
+
 /**
  * Reads one copy natively (with its key-history hash over `range`, when given); runs
- * etcdutl/etcdctl too when present and compares.
+ * etcdutl/etcdctl too when present and compares. With `verified` (the sha256 check running
+ * meanwhile), the native read does not wait for it, but the rest does: a copy that fails it
+ * is neither reported nor given to etcdutl (`CopyNotVerified`).
  */
 export async function readCopy(
   ctx: Ctx,
   node: string,
   file: string,
   range?: HistoryRange,
+  verified?: Promise<boolean>,
 ): Promise<CopyStatus> {
   const { history, ...db } = await ctx.deps.db.status(file, range);
+  if (verified && !(await verified)) throw new CopyNotVerified(`${file} failed its sha256 check`);
   // Progress: a copy of several GB takes seconds to read.
   ctx.log.info(`${node}: read ${humanizeBytes(db.fileSize)} (revision ${db.revision})`);
   const status: CopyStatus = {

@@ -1,8 +1,9 @@
 /// <reference lib="deno.worker" />
 /**
- * Runs one read of the native db reader off the main thread (see `workerReader` in
- * `lib/copies.ts`): the read is synchronous page by page, and a multi-GB copy would
- * otherwise hold the event loop, and with it Ctrl-C, for seconds.
+ * Runs one read of the native db reader, or the sha256 of a copy, off the main thread (see
+ * `workerReader` in `lib/copies.ts`): the read is synchronous page by page, and a multi-GB copy
+ * would otherwise hold the event loop, and with it Ctrl-C, for seconds; and copies are hashed
+ * side by side on as many cores as there are.
  *
  * Message in: a `DbOp` (lib/copies.ts). Message out: a `DbReply`: `{ result }`,
  * or `{ error: { path, problems } }` for the reader's own refusal (`EtcdDbError`), or
@@ -11,6 +12,7 @@
 
 import { EtcdDbError, keyHistoryHash, readStatus } from "./etcd_db.ts";
 import type { DbOp, DbReply } from "./copies.ts";
+import { sha256File } from "./manifest.ts";
 
 function run(m: DbOp): Promise<unknown> {
   switch (m.op) {
@@ -18,6 +20,8 @@ function run(m: DbOp): Promise<unknown> {
       return readStatus(m.path, { history: m.history });
     case "history":
       return keyHistoryHash(m.path, m.uptoRevision, m.sinceRevision);
+    case "sha256":
+      return sha256File(m.path);
   }
 }
 

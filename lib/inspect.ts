@@ -58,29 +58,39 @@ export async function inspectCopies(
     );
   }
   const nodes = ctx.opts.nodes.length > 0 ? ctx.opts.nodes : manifest?.nodes ?? handmade;
-  const checks = await Promise.all(nodes.map(async (node) => {
+  // Each copy's sha256 is checked while it is read (both go over every byte, on other threads):
+  // a copy that fails its check is shown with that reason, whatever its reading gave.
+  const checks = nodes.map((node) => {
     const file = join(out, copyFile(node));
-    const check = manifest
-      ? await verifyCopy(out, manifest, node)
-      : existsSync(file)
-      ? { ok: true as const }
-      : { ok: false as const, reason: "no copy" };
+    const check = manifest ? verifyCopy(out, manifest, node, ctx.deps.db.sha256) : Promise.resolve(
+      existsSync(file) ? { ok: true as const } : { ok: false as const, reason: "no copy" },
+    );
+    check.catch(() => {}); // awaited below; an interrupt is thrown from there
     return { node, file, check };
-  }));
+  });
   // The range to compare is known from a few pages of each copy, so each is read whole once.
-  const range = await plannedRange(ctx, checks.filter((c) => c.check.ok));
+  // (the sha256 checks run meanwhile: the range is planned from every copy on disk)
+  const range = await plannedRange(ctx, checks.filter((c) => existsSync(c.file)));
   const rows = await Promise.all(checks.map(async ({ node, file, check }): Promise<CopyRow> => {
-    if (!check.ok) return { node, file, intact: false, problem: check.reason };
-    try {
-      const status = await readCopy(ctx, node, file, range);
-      return { node, file, intact: true, status };
-    } catch (error) {
-      if (error instanceof InterruptedError) throw error; // Ctrl-C: not a fact about the copy
-      // Not intact when the reader refuses the file itself (cut short, damaged); etcdutl
-      // failing on a file the reader checked whole makes it unusable, not damaged.
-      const intact = !(error instanceof EtcdDbError);
-      return { node, file, intact, problem: (error as Error).message };
+    const verified = check.then((c) => c.ok);
+    verified.catch(() => {}); // an interrupted check is thrown below, from `check`
+    const reading = existsSync(file)
+      ? readCopy(ctx, node, file, range, verified)
+        .then((status) => ({ status }), (error) => ({ error }))
+      : undefined;
+    const checked = await check;
+    const read = await reading;
+    // Ctrl-C: not a fact about the copy
+    if (read && "error" in read && read.error instanceof InterruptedError) throw read.error;
+    if (!checked.ok || !read) {
+      return { node, file, intact: false, problem: checked.ok ? "no copy" : checked.reason };
     }
+    if ("status" in read) return { node, file, intact: true, status: read.status };
+    const error = read.error;
+    // Not intact when the reader refuses the file itself (cut short, damaged); etcdutl
+    // failing on a file the reader checked whole makes it unusable, not damaged.
+    const intact = !(error instanceof EtcdDbError);
+    return { node, file, intact, problem: (error as Error).message };
   }));
   if (!manifest) {
     ctx.log.warn(

@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { RefusedError } from "./errors.ts";
+import { InterruptedError, RefusedError } from "./errors.ts";
 import { ensurePrivateDir } from "./journal.ts";
 
 export const MANIFEST_FILE = "manifest.json";
@@ -79,11 +79,15 @@ export async function sha256File(path: string): Promise<string> {
 
 export type CopyCheck = { ok: true } | { ok: false; reason: string };
 
-/** Is the copy of `node` present, readable, and byte-for-byte what the manifest recorded? */
+/**
+ * Is the copy of `node` present, readable, and byte-for-byte what the manifest recorded?
+ * `hash` computes the sha256 (default: here, `sha256File`; status hands it to its workers).
+ */
 export async function verifyCopy(
   out: string,
   manifest: Manifest | undefined,
   node: string,
+  hash: (path: string) => Promise<string> = sha256File,
 ): Promise<CopyCheck> {
   const record = manifest?.copies[node];
   if (!record) {
@@ -96,10 +100,11 @@ export async function verifyCopy(
     if (size !== record.size) {
       return { ok: false, reason: `size is ${size}, manifest says ${record.size}` };
     }
-    const sha = await sha256File(path);
+    const sha = await hash(path);
     if (sha !== record.sha256) return { ok: false, reason: "sha256 differs from the manifest" };
     return { ok: true };
   } catch (error) {
+    if (error instanceof InterruptedError) throw error; // Ctrl-C: not a fact about the copy
     return { ok: false, reason: `unreadable: ${(error as Error).message}` };
   }
 }
