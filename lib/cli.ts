@@ -36,6 +36,10 @@ export interface Options {
   force: boolean;
   json: boolean;
   help: boolean;
+  /** after: do not restart the workers' kubelets. */
+  noKubeletRestart: boolean;
+  /** after: delete the stuck pods a controller recreates, one at a time. */
+  restartStuck: boolean;
   talosctl: string;
   etcdutl?: string;
   kubectl?: string;
@@ -55,6 +59,8 @@ const FLAGS = {
   force: { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  "no-kubelet-restart": { type: "boolean" },
+  "restart-stuck": { type: "boolean" },
 } as const;
 
 /** The flags every task accepts, for `--help`. */
@@ -69,6 +75,8 @@ export const COMMON_FLAGS_HELP = `Flags:
   --timeout 10m        deadline for each wait (ms, s, m, h; e.g. 90s, 1m30s)
   --force              override a refusal that names this flag
   --json               machine-readable output where the step has data
+  --no-kubelet-restart after: leave the workers' kubelets alone
+  --restart-stuck      after: delete the stuck pods a controller recreates (one at a time)
   --help               this text
 Environment: TALOSCTL, ETCDUTL, KUBECTL (tool paths; default: found on PATH)
 Exit codes: 0 done or plan printed, 1 failed after the cluster may have changed,
@@ -176,6 +184,8 @@ export function parseOptions(
     force: values.force ?? false,
     json: values.json ?? false,
     help,
+    noKubeletRestart: values["no-kubelet-restart"] ?? false,
+    restartStuck: values["restart-stuck"] ?? false,
     talosctl: env.TALOSCTL || "talosctl",
     etcdutl: env.ETCDUTL || undefined,
     kubectl: env.KUBECTL || undefined,
