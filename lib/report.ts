@@ -168,8 +168,8 @@ function renderAfter(
   const w = lostWindow(entries, manifest, facts.get("seed") as string | undefined);
   if (w.copiedAt && w.wipedAt) {
     lines.push(
-      `- Lost: every write between the copy (${w.copiedAt}) and the wipe accepted at ` +
-        `${w.wipedAt} (${w.span}); the API refused writes for much of it (the alarm)`,
+      `- Lost: the writes etcd took after the seed's copy (${w.copiedAt}) until the wipe was ` +
+        `accepted (${w.wipedAt}, ${w.span} later): the restored etcd does not hold them`,
     );
   } else lines.push("- Lost: nothing recorded in this OUT (no rebuild: no copy restored)");
   if (a.backup) {

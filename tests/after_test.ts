@@ -24,7 +24,7 @@ import { makeCopies, NODES_FLAG, rec, recordSeed, SEED, T, tempOut } from "./sce
 
 const W1 = "192.168.53.20";
 const W2 = "192.168.53.21";
-const CLOCK = Date.parse("2026-11-24T10:00:00Z");
+const CLOCK = Date.parse("2026-11-24T10:30:00Z");
 const SNAP = snapshotName(CLOCK);
 
 const af = (name: string) =>
@@ -46,7 +46,7 @@ function restoredOut(restored = 41): string {
   const line = (body: Record<string, unknown>) =>
     appendFileSync(
       join(out, "journal.jsonl"),
-      JSON.stringify({ ts: "2026-11-24T09:59:30.000Z", task: "wipe", ...body }) + "\n",
+      JSON.stringify({ ts: "2026-11-24T10:00:40.000Z", task: "wipe", ...body }) + "\n",
     );
   line({ type: "fact", key: "copies", value: [{ node: SEED, revision: restored }] });
   line({
@@ -130,7 +130,7 @@ const podsRecs = (): Recording[] => [
 const seedUp = () => rec.service(SEED, "service-etcd.running-ok.txt");
 
 function world(recs: Recording[], options: { answers?: string[] } = {}) {
-  const w = fakeWorld(recs, options);
+  const w = fakeWorld(recs, { ...options, clock: new Date(CLOCK).toISOString() });
   w.deps.db = nativeReader;
   return w;
 }
@@ -179,7 +179,7 @@ Deno.test("after: a verified backup, each worker's kubelet restarted and Ready b
   assert.match(w.stderr(), /CrashLoopBackOff \(1\):/);
   assert.match(
     w.stderr(),
-    /default\/db-0 on talos-worker-1, Pending, 12m, StatefulSet\/db; last volume event FailedMount/,
+    /default\/db-0 on talos-worker-1, Pending, 42m, StatefulSet\/db; last volume event FailedMount/,
   );
   assert.match(w.stdout(), /^kubectl -n default delete pod db-0$/m);
   assert.match(
@@ -196,7 +196,7 @@ Deno.test("after: a verified backup, each worker's kubelet restarted and Ready b
   );
   assert.match(
     report,
-    /Lost: every write between the copy \(2026-11-24T10:00:00.000Z\) and the wipe accepted at 2026-11-24T09:59:30.000Z/,
+    /Lost: the writes etcd took after the seed's copy \(2026-11-24T10:00:00.000Z\) until the wipe was accepted \(2026-11-24T10:00:40.000Z, 40s later\)/,
   );
   assert.match(report, /kubelets restarted: 192\.168\.53\.20, 192\.168\.53\.21/);
   assert.match(report, /Stuck pods: 3 .*restarted: none/);
@@ -439,7 +439,7 @@ Deno.test("after run again: the verified backup is kept, no kubelet restarted tw
   );
   assert.equal(code, 0, again.stderr());
   again.replay.assertDone(); // no snapshot, no restart, no delete
-  assert.match(again.stderr(), /kept: .*snapshot-20261124T100000Z\.db/);
+  assert.match(again.stderr(), /kept: .*snapshot-20261124T103000Z\.db/);
   assert.match(again.stderr(), /restarted earlier in this OUT: 192\.168\.53\.20, 192\.168\.53\.21/);
   assert.equal(manifestOf(out).backups.length, 1);
   assert.deepEqual(readdirSync(out).filter((f) => f.startsWith("snapshot-")), [SNAP]);
@@ -514,7 +514,7 @@ Deno.test("findStuck() keeps pods neither Running/Ready nor Succeeded; only cont
     ["debug-shell", "ContainerCreating", false],
   ]);
   assert.equal(stuck[0].volumeEvent?.reason, "FailedMount", "the last volume event wins");
-  assert.equal(stuck[0].age, "12m");
+  assert.equal(stuck[0].age, "42m");
 });
 
 Deno.test("parseSnapshotSaved() reads talosctl's two lines", () => {
