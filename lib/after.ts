@@ -680,7 +680,8 @@ export function afterPlan(ctx: Ctx, seed?: string): string[] {
   ];
   if (!ctx.opts.noKubeletRestart) {
     lines.push(
-      "# 2/3: restart the kubelet of each worker, one at a time (never a control-plane node)",
+      "# 2/3: restart the kubelet of each worker, one at a time (never a control-plane node);",
+      `# without kubectl, ${talosPlan(node, afterSub.members())} lists them (MACHINE TYPE worker)`,
       `for w in $(kubectl get nodes -o wide --no-headers | awk '$3 !~ /control-plane|master/ {print $6}' | grep -Ev '^(${cp})$'); do`,
       `  talos "$w" ${shellLine(afterSub.kubeletRestart())}`,
       `  wait_for "the kubelet on $w" ${seconds} kubelet_ok "$w"`,

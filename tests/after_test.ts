@@ -528,3 +528,44 @@ Deno.test("parseSnapshotSaved() reads talosctl's two lines", () => {
   });
   assert.equal(parseSnapshotSaved(af("etcd-snapshot.multi-node.err.txt")), undefined);
 });
+
+Deno.test("after never restarts a control-plane node's kubelet, even one listed without its role", async () => {
+  const out = restoredOut();
+  const unlabelled = af("kubectl-get-nodes-wide.no-workers.txt")
+    .replace(/^(talos-cp-3 +Ready +)control-plane/m, "$1<none>       ");
+  assert.match(unlabelled, /talos-cp-3 +Ready +<none> +41d/);
+  const w = world([
+    seedUp(),
+    snapshotRec(out),
+    kubectl("get nodes -o wide", { stdout: unlabelled }),
+    ...podsRecs(),
+  ]);
+  const code = await afterTask([...NODES_FLAG, "--out", out, "--yes"], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone(); // a restart of 192.168.53.12 would be an unexpected call
+  assert.match(w.stderr(), /no workers \(kubectl get nodes\)/);
+});
+
+Deno.test("after --json: the backup, the workers and the stuck pods on stdout as JSON", async () => {
+  const out = restoredOut();
+  const w = world([
+    seedUp(),
+    snapshotRec(out),
+    kubectl("get nodes -o wide", { stdout: af("kubectl-get-nodes-wide.workers.txt") }),
+    ...podsRecs(),
+  ]);
+  const code = await afterTask(
+    [...NODES_FLAG, "--out", out, "--no-kubelet-restart", "--json"],
+    w.deps,
+  );
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  const j = JSON.parse(w.stdout());
+  assert.equal(j.backup.file, SNAP);
+  assert.equal(j.backup.sha256, manifestOf(out).backups[0].sha256);
+  assert.deepEqual(j.workers.workers.map((x: { address: string }) => x.address), [W1, W2]);
+  assert.deepEqual(
+    j.pods.stuck.map((p: { name: string; restartable: boolean }) => [p.name, p.restartable]),
+    [["db-0", true], ["api-5f6d8b7c9-q8w7e", true], ["debug-shell", false]],
+  );
+});
