@@ -45,6 +45,10 @@ export interface Options {
   rollingReboot: boolean;
   json: boolean;
   help: boolean;
+  /** after: do not restart the workers' kubelets. */
+  noKubeletRestart: boolean;
+  /** after: delete the stuck pods a controller recreates, one at a time. */
+  restartStuck: boolean;
   talosctl: string;
   etcdutl?: string;
   kubectl?: string;
@@ -66,6 +70,8 @@ const FLAGS = {
   "rolling-reboot": { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  "no-kubelet-restart": { type: "boolean" },
+  "restart-stuck": { type: "boolean" },
 } as const;
 
 /** The flags every task accepts, for `--help`. */
@@ -84,6 +90,8 @@ export const COMMON_FLAGS_HELP = `Flags:
   --rolling-reboot     rejoin: reboot every other node one at a time, even those that would
                        rejoin by themselves (the seed runbook's rolling reboot)
   --json               machine-readable output where the step has data
+  --no-kubelet-restart after: leave the workers' kubelets alone
+  --restart-stuck      after: delete the stuck pods a controller recreates (one at a time)
   --help               this text
 Environment: TALOSCTL, ETCDUTL, KUBECTL (tool paths; default: found on PATH)
 Exit codes: 0 done or plan printed, 1 failed after the cluster may have changed,
@@ -195,6 +203,8 @@ export function parseOptions(
     rollingReboot: values["rolling-reboot"] ?? false,
     json: values.json ?? false,
     help,
+    noKubeletRestart: values["no-kubelet-restart"] ?? false,
+    restartStuck: values["restart-stuck"] ?? false,
     talosctl: env.TALOSCTL || "talosctl",
     etcdutl: env.ETCDUTL || undefined,
     kubectl: env.KUBECTL || undefined,

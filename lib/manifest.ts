@@ -22,12 +22,27 @@ export interface CopyRecord {
   unreadable?: string;
 }
 
+/** A verified `etcd snapshot` taken after the restore (`deno task after`). */
+export interface BackupRecord {
+  /** Path relative to OUT: `snapshot-20261124T101500Z.db`. */
+  file: string;
+  /** The member it was taken from. */
+  node: string;
+  size: number;
+  sha256: string;
+  /** etcd revision inside, as the native reader read it back. */
+  revision: number;
+  takenAt: string;
+}
+
 export interface Manifest {
   version: 1;
   nodes: string[];
   copies: Record<string, CopyRecord>;
   /** Nodes whose copy failed, with the reason. */
   failures: Record<string, string>;
+  /** Verified snapshots taken after the restore, oldest first (absent in older manifests). */
+  backups?: BackupRecord[];
 }
 
 /** Folder `talosctl cp` writes into for `node`, relative to OUT. */
@@ -47,6 +62,7 @@ export function readManifest(out: string): Manifest | undefined {
     const m = JSON.parse(readFileSync(path, "utf8")) as Manifest;
     if (m.version !== 1 || typeof m.copies !== "object") throw new Error("unknown format");
     m.failures ??= {};
+    if (m.backups !== undefined && !Array.isArray(m.backups)) throw new Error("bad backups");
     return m;
   } catch (error) {
     throw new RefusedError(`Cannot read "${path}": ${(error as Error).message}`, {

@@ -269,3 +269,190 @@ export function isLearnerRpc(text: string): boolean {
 export function tail(text: string, lines = 5): string {
   return text.split("\n").filter((l) => l.trim() !== "").slice(-lines).join("\n");
 }
+
+// ---- after the restore: Kubernetes nodes, Talos cluster members, pods and events ----------
+
+/** A row of `kubectl get nodes -o wide`. */
+export interface KubeNode {
+  name: string;
+  /** `Ready`, `NotReady`, `Ready,SchedulingDisabled`, … */
+  status: string;
+  /** `control-plane`, `worker`, … (`<none>` gives none). */
+  roles: string[];
+  internalIp: string;
+}
+
+/** Parses `kubectl get nodes [-o wide]` by header name (INTERNAL-IP only with `-o wide`). */
+export function parseKubeNodes(text: string): KubeNode[] {
+  requireHeader(text, ["NAME", "STATUS", "ROLES"], "kubectl get nodes");
+  return parseTable(text).map((r) => ({
+    name: r.NAME,
+    status: r.STATUS,
+    roles: (r.ROLES ?? "").split(",").filter((x) => x !== "" && x !== "<none>"),
+    internalIp: r["INTERNAL-IP"] ?? "",
+  }));
+}
+
+/** True when the STATUS of `kubectl get nodes` says Ready (not `NotReady`). */
+export function isKubeReady(status: string): boolean {
+  return status.split(",").includes("Ready");
+}
+
+/** A row of `talosctl get members` (cluster discovery: every node of the cluster). */
+export interface TalosMember {
+  node: string;
+  id: string;
+  hostname: string;
+  /** `controlplane`, `init`, `worker`, `unknown`. */
+  machineType: string;
+  os: string;
+  addresses: string[];
+}
+
+/**
+ * Parses `talosctl get members`: NODE NAMESPACE TYPE ID VERSION HOSTNAME MACHINE TYPE OS
+ * ADDRESSES, ADDRESSES a JSON list (`["192.168.53.20","fd00::20"]`).
+ */
+export function parseTalosMembers(text: string): TalosMember[] {
+  requireHeader(text, ["HOSTNAME", "MACHINE TYPE", "ADDRESSES"], "get members");
+  return parseTable(text).map((r) => {
+    let addresses: string[] = [];
+    try {
+      const list = JSON.parse(r.ADDRESSES || "[]");
+      if (Array.isArray(list)) addresses = list.map(String);
+    } catch {
+      throw new OutputFormatError(`Unreadable ADDRESSES of get members: "${r.ADDRESSES}"`);
+    }
+    return {
+      node: r.NODE ?? "",
+      id: r.ID ?? "",
+      hostname: r.HOSTNAME,
+      machineType: r["MACHINE TYPE"],
+      os: r.OS ?? "",
+      addresses,
+    };
+  });
+}
+
+/** What `kubectl get pods -A -o json` says of one pod, reduced to what triage needs. */
+export interface PodInfo {
+  namespace: string;
+  name: string;
+  node: string;
+  phase: string;
+  /** Every container (init containers too) reports ready. */
+  ready: boolean;
+  /** The most telling reason: a waiting container's (`ContainerCreating`), else the pod's. */
+  reason: string;
+  createdAt?: string;
+  owners: { kind: string; name: string; controller: boolean }[];
+}
+
+// deno-lint-ignore no-explicit-any
+type Json = any;
+
+function jsonItems(text: string, what: string): Json[] {
+  let doc: Json;
+  try {
+    doc = JSON.parse(text);
+  } catch (error) {
+    throw new OutputFormatError(`Unreadable output of ${what}: ${(error as Error).message}`);
+  }
+  if (!doc || !Array.isArray(doc.items)) {
+    throw new OutputFormatError(`Unreadable output of ${what}: no "items" list`);
+  }
+  return doc.items;
+}
+
+/** Parses `kubectl get pods -A -o json` (a `List` of `Pod`). */
+export function parsePods(text: string): PodInfo[] {
+  return jsonItems(text, "kubectl get pods -A -o json").map((p: Json) => {
+    const status = p.status ?? {};
+    const containers: Json[] = [
+      ...(status.initContainerStatuses ?? []),
+      ...(status.containerStatuses ?? []),
+    ];
+    const waiting = containers.map((c) => c.state?.waiting?.reason).find(Boolean);
+    const terminated = containers.map((c) => c.state?.terminated?.reason)
+      .find((r) => r && r !== "Completed");
+    const unscheduled = (status.conditions ?? []).find((c: Json) =>
+      c.type === "PodScheduled" && c.status === "False"
+    )?.reason;
+    const phase = String(status.phase ?? "Unknown");
+    const ready = (status.containerStatuses ?? []).length > 0 &&
+      (status.containerStatuses as Json[]).every((c) => c.ready === true);
+    return {
+      namespace: String(p.metadata?.namespace ?? ""),
+      name: String(p.metadata?.name ?? ""),
+      node: String(p.spec?.nodeName ?? ""),
+      phase,
+      ready,
+      reason: String(
+        waiting ?? terminated ?? status.reason ?? unscheduled ??
+          (phase === "Running" ? "NotReady" : phase),
+      ),
+      createdAt: p.metadata?.creationTimestamp,
+      owners: (p.metadata?.ownerReferences ?? []).map((o: Json) => ({
+        kind: String(o.kind ?? ""),
+        name: String(o.name ?? ""),
+        controller: o.controller === true,
+      })),
+    };
+  });
+}
+
+/** An event of `kubectl get events -A -o json` about a pod. */
+export interface PodEvent {
+  namespace: string;
+  pod: string;
+  reason: string;
+  message: string;
+  /** lastTimestamp, else eventTime, else creationTimestamp (ISO). */
+  at: string;
+}
+
+/** Parses `kubectl get events -A -o json`, keeping the events about pods. */
+export function parsePodEvents(text: string): PodEvent[] {
+  return jsonItems(text, "kubectl get events -A -o json")
+    .filter((e: Json) => e.involvedObject?.kind === "Pod")
+    .map((e: Json) => ({
+      namespace: String(e.involvedObject.namespace ?? e.metadata?.namespace ?? ""),
+      pod: String(e.involvedObject.name ?? ""),
+      reason: String(e.reason ?? ""),
+      message: String(e.message ?? ""),
+      at: String(
+        e.lastTimestamp ?? e.eventTime ?? e.series?.lastObservedTime ??
+          e.metadata?.creationTimestamp ?? "",
+      ),
+    }));
+}
+
+/** What `talosctl etcd snapshot PATH` printed on success. */
+export interface SnapshotSaved {
+  path: string;
+  bytes: number;
+  hash: string;
+  revision: number;
+  totalKeys: number;
+  totalSize: number;
+}
+
+/**
+ * Parses `etcd snapshot saved to "PATH" (N bytes)` and `snapshot info: hash H, revision R,
+ * total keys K, total size S`; undefined when either line is missing.
+ */
+export function parseSnapshotSaved(text: string): SnapshotSaved | undefined {
+  const saved = text.match(/^etcd snapshot saved to "(.*)" \((\d+) bytes\)$/m);
+  const info = text.match(
+    /^snapshot info: hash ([0-9a-f]+), revision (\d+), total keys (\d+), total size (\d+)$/m,
+  );
+  if (!saved || !info) return undefined;
+  return {
+    path: saved[1],
+    bytes: Number(saved[2]),
+    hash: info[1],
+    revision: Number(info[2]),
+    totalKeys: Number(info[3]),
+    totalSize: Number(info[4]),
+  };
+}

@@ -101,6 +101,16 @@ function helpers(talosctl: string): Record<string, Helper> {
       ],
       uses: ["talos"],
     },
+    kubelet_ok: {
+      doc: "kubelet_ok NODE: `service kubelet` on NODE shows STATE Running and HEALTH OK",
+      body: [
+        "kubelet_ok() {",
+        '  local s; s=$(talos "$1" service kubelet 2>/dev/null) || return 1',
+        `  grep -Eq '^STATE +Running' <<<"$s" && grep -Eq '^HEALTH +OK' <<<"$s"`,
+        "}",
+      ],
+      uses: ["talos"],
+    },
     no_learner: {
       doc: "no_learner NODE: `etcd members` on NODE lists no learner (every member votes)",
       body: [
@@ -166,6 +176,11 @@ export function bootstrapFromPlan(node: string, file: string): string {
 /** `joining NODE SEED`: NODE has begun to join, or waits for the learner slot. */
 export function joiningPlan(node: string, seed: string): string {
   return `joining ${shellLine([node, seed])}`;
+}
+
+/** `kubelet_ok NODE`: the kubelet on NODE runs and is healthy. */
+export function kubeletOkPlan(node: string): string {
+  return `kubelet_ok ${shellWord(node)}`;
 }
 
 /** `no_learner NODE`: every member listed by NODE votes. */

@@ -8,7 +8,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { JournalEntry } from "./journal.ts";
 import { ensurePrivateDir, Journal } from "./journal.ts";
-import { readManifest } from "./manifest.ts";
+import { type Manifest, readManifest } from "./manifest.ts";
 import { formatMs } from "./poll.ts";
 
 export const REPORT_FILE = "report.md";
@@ -78,6 +78,8 @@ export function renderReport(out: string, entries: JournalEntry[]): string {
     lines.push("");
   }
 
+  lines.push(...renderAfter(entries, facts, manifest));
+
   lines.push(
     "## Steps",
     "",
@@ -113,4 +115,90 @@ export function writeReport(out: string): string {
   const path = join(out, REPORT_FILE);
   writeFileSync(path, renderReport(out, Journal.readAll(out)), { mode: 0o600 });
   return path;
+}
+
+interface AfterFacts {
+  backup?: { path: string; sha256: string; node: string; revision: number; restoreCommand: string };
+  kubelets?: {
+    workers: { address: string; name: string }[];
+    restarted: string[];
+    already: string[];
+    skipped?: string;
+  };
+  pods?: {
+    stuck?: { namespace: string; name: string; reason: string; restartable: boolean }[];
+    detail?: string;
+    deleted: string[];
+    already: string[];
+  };
+}
+
+/** The window of writes a rebuild lost: from the seed's copy to the first accepted reset. */
+export function lostWindow(
+  entries: JournalEntry[],
+  manifest: Manifest | undefined,
+  seed: string | undefined,
+): { copiedAt?: string; wipedAt?: string; span?: string } {
+  const copiedAt = (seed && manifest?.copies[seed]?.copiedAt) ||
+    Object.values(manifest?.copies ?? {}).map((c) => c.copiedAt).sort().at(-1);
+  let wipedAt: string | undefined;
+  for (const e of entries) {
+    if (e.type === "step" && e.step === "wipe" && e.event === "start") wipedAt = undefined;
+    if (e.type === "call" && e.step === "wipe" && e.mutating && e.exitCode === 0) wipedAt ??= e.ts;
+  }
+  const span = copiedAt && wipedAt
+    ? formatMs(Math.max(0, Date.parse(wipedAt) - Date.parse(copiedAt)))
+    : undefined;
+  return { copiedAt, wipedAt, span };
+}
+
+/** `## After the restore`: what was lost, the backup, the kubelets, the stuck pods. */
+function renderAfter(
+  entries: JournalEntry[],
+  facts: Map<string, unknown>,
+  manifest: Manifest | undefined,
+): string[] {
+  const a: AfterFacts = {
+    backup: facts.get("after:backup") as AfterFacts["backup"],
+    kubelets: facts.get("after:kubelets") as AfterFacts["kubelets"],
+    pods: facts.get("after:pods") as AfterFacts["pods"],
+  };
+  if (!a.backup && !a.kubelets && !a.pods) return [];
+  const lines = ["## After the restore", ""];
+  const w = lostWindow(entries, manifest, facts.get("seed") as string | undefined);
+  if (w.copiedAt && w.wipedAt) {
+    lines.push(
+      `- Lost: the writes etcd took after the seed's copy (${w.copiedAt}) until the wipe was ` +
+        `accepted (${w.wipedAt}, ${w.span} later): the restored etcd does not hold them`,
+    );
+  } else lines.push("- Lost: nothing recorded in this OUT (no rebuild: no copy restored)");
+  if (a.backup) {
+    lines.push(
+      `- Backup: \`${a.backup.path}\` from ${a.backup.node}, revision ${a.backup.revision}, ` +
+        `sha256 \`${a.backup.sha256}\``,
+      `- To restore from it: \`${a.backup.restoreCommand}\``,
+    );
+  }
+  const k = a.kubelets;
+  if (k) {
+    const done = [...k.already, ...k.restarted];
+    lines.push(
+      `- Workers: ${k.workers.map((x) => `${x.address} (${x.name})`).join(", ") || "none"}; ` +
+        `kubelets restarted: ${done.join(", ") || "none"}${k.skipped ? ` (${k.skipped})` : ""}`,
+    );
+  }
+  const p = a.pods;
+  if (p?.stuck) {
+    lines.push(
+      `- Stuck pods: ${p.stuck.length}${
+        p.stuck.length
+          ? ` (${p.stuck.map((x) => `${x.namespace}/${x.name} ${x.reason}`).join(", ")})`
+          : ""
+      }; restarted: ${[...p.already, ...p.deleted].join(", ") || "none"}`,
+    );
+    const bare = p.stuck.filter((x) => !x.restartable).map((x) => `${x.namespace}/${x.name}`);
+    if (bare.length) lines.push(`- Never deleted (nothing recreates them): ${bare.join(", ")}`);
+  } else if (p) lines.push(`- Stuck pods: not checked (${p.detail})`);
+  lines.push("");
+  return lines;
 }

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import { join } from "node:path";
 import type { SimEvent } from "./format.ts";
 import type { Proc } from "./proc.ts";
+import type { SimPod, SimWorker } from "./after.ts";
 
 /** Which etcd backs the lab: real processes on 127.0.0.1, or the in-state model. */
 export type Backend = "etcd" | "model";
@@ -151,6 +152,10 @@ export interface LabState {
   voters: Record<string, number>;
   /** Model backend only: clusters by token. */
   clusters: Record<string, ModelCluster>;
+  /** Worker nodes, for `deno task after` (`after.ts`; added on first use). */
+  workers?: SimWorker[];
+  /** The lab's pods, for `deno task after` (`after.ts`; added on first use). */
+  pods?: SimPod[];
   /** Free-form history of what the lab did, for `lab status` and post-mortems. */
   log: string[];
 }

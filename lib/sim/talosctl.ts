@@ -9,7 +9,8 @@
  * --system-labels-to-wipe EPHEMERAL [--system-labels-to-wipe ETCD] --graceful=false --reboot
  * --wait=false`, `bootstrap [--recover-from=PATH [--recover-skip-hash-check]]`, `etcd alarm
  * list|disarm`, `etcd members`, `etcd status`, `reboot --wait=false`, `get addresses`,
- * `version`. Anything else is an error (exit 1): a fake that answers everything would hide
+ * `version`; for `deno task after` (`lib/sim/after.ts`): `etcd snapshot PATH`, `service kubelet
+ * [restart]` (workers too), `get members`. Anything else is an error (exit 1): a fake that answers everything would hide
  * a wrong call. Calls are appended to `LAB/calls.log`.
  *
  * Run through the wrapper `lib/sim/talosctl` (or the lab's own `LAB/bin/talosctl`).
@@ -36,6 +37,7 @@ import {
   type ServiceView,
 } from "./format.ts";
 import { REPO_ROOT } from "./paths.ts";
+import { answerAfter } from "./after.ts";
 import {
   dbPath,
   findNode,
@@ -484,6 +486,8 @@ export async function answer(
   if (tc !== undefined && !existsSync(tc)) {
     return fail(`failed to open config file ${goQuote(tc)}: open ${tc}: no such file or directory`);
   }
+  const afterReply = await answerAfter(s, be, p, now); // etcd snapshot, kubelet, get members
+  if (afterReply) return afterReply;
   const single = ["cp", "copy", "bootstrap"].includes(command);
   if (single && p.flags.get("nodes")!.length > 1) {
     return fail(
