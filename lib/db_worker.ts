@@ -12,7 +12,7 @@
 
 import { EtcdDbError, keyHistoryHash, readStatus } from "./etcd_db.ts";
 import type { DbOp, DbReply } from "./copies.ts";
-import { sha256File } from "./manifest.ts";
+import { sha256FileSync } from "./manifest.ts";
 
 function run(m: DbOp): Promise<unknown> {
   switch (m.op) {
@@ -21,7 +21,7 @@ function run(m: DbOp): Promise<unknown> {
     case "history":
       return keyHistoryHash(m.path, m.uptoRevision, m.sinceRevision);
     case "sha256":
-      return sha256File(m.path);
+      return Promise.resolve(sha256FileSync(m.path));
   }
 }
 
