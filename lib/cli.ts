@@ -43,6 +43,8 @@ export interface Options {
   joinGraceMs: number;
   /** rejoin: reboot every other node, one at a time (the seed runbook's rolling reboot). */
   rollingReboot: boolean;
+  /** recover: the full rebuild, even where diagnose finds a smaller way back. */
+  full: boolean;
   json: boolean;
   help: boolean;
   /** after: do not restart the workers' kubelets. */
@@ -68,6 +70,7 @@ const FLAGS = {
   force: { type: "boolean" },
   "join-grace": { type: "string" },
   "rolling-reboot": { type: "boolean" },
+  full: { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   "no-kubelet-restart": { type: "boolean" },
@@ -89,6 +92,8 @@ export const COMMON_FLAGS_HELP = `Flags:
                        seed runs with no learner in flight (same units as --timeout)
   --rolling-reboot     rejoin: reboot every other node one at a time, even those that would
                        rejoin by themselves (the seed runbook's rolling reboot)
+  --full               recover: the full rebuild (every node wiped), even where a smaller
+                       way back exists (replace, defrag, disarm)
   --json               machine-readable output where the step has data
   --no-kubelet-restart after: leave the workers' kubelets alone
   --restart-stuck      after: delete the stuck pods a controller recreates (one at a time)
@@ -201,6 +206,7 @@ export function parseOptions(
       ? parseDuration(values["join-grace"], "--join-grace")
       : DEFAULT_JOIN_GRACE_MS,
     rollingReboot: values["rolling-reboot"] ?? false,
+    full: values.full ?? false,
     json: values.json ?? false,
     help,
     noKubeletRestart: values["no-kubelet-restart"] ?? false,

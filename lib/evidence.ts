@@ -8,7 +8,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Ctx } from "./context.ts";
 import { InterruptedError } from "./errors.ts";
-import { askCluster, lookAtEtcd } from "./cluster.ts";
+import { askCluster, type ClusterView, lookAtEtcd } from "./cluster.ts";
+import type { NodeLooks } from "./preflight.ts";
 import { MANIFEST_FILE } from "./manifest.ts";
 import { inspectCopies, type Inspection } from "./inspect.ts";
 import { type EtcdStatusRow, tail } from "./parse.ts";
@@ -50,26 +51,55 @@ export async function gather(ctx: Ctx): Promise<TriageInput> {
 /** The copies' comparison, or undefined when OUT holds no extraction. */
 async function copiesEvidence(ctx: Ctx): Promise<CopiesEvidence | undefined> {
   if (!existsSync(join(ctx.opts.out, MANIFEST_FILE))) return undefined;
-  let insp: Inspection;
   try {
-    insp = await inspectCopies(ctx);
+    return copiesOf(await inspectCopies(ctx), ctx.opts.nodes);
   } catch (error) {
     if (error instanceof InterruptedError) throw error;
     return { compared: [], outside: [], notCompared: errorOf(error).error };
   }
-  const readable = insp.rows.filter((r) => r.status).map((r) => r.node);
-  const missing = ctx.opts.nodes.filter((n) => !readable.includes(n));
+}
+
+/** What the triage needs of an inspection of the copies. */
+export function copiesOf(insp: Inspection, nodes: string[]): CopiesEvidence {
   const cmp = insp.comparison;
+  const readable = insp.rows.filter((r) => r.status).map((r) => r.node);
+  const missing = nodes.filter((n) => !readable.includes(n));
+  const left = cmp.notCompared.map((n) => n.node);
   const notCompared = [
     missing.length > 0 ? `no usable copy of ${missing.join(", ")}` : "",
-    !cmp ? "the copies could not be compared" : "",
+    cmp.unavailable ?? "",
+    cmp.notCompared.map((n) => `${n.node}: ${n.reason}`).join("; "),
   ].filter(Boolean).join("; ");
   return {
-    compared: cmp ? readable : [],
-    majority: cmp?.majority?.nodes,
-    outside: cmp?.majority ? readable.filter((n) => !cmp.majority!.nodes.includes(n)) : [],
-    majorityPick: cmp?.majorityPick?.node,
+    compared: cmp.unavailable ? [] : readable.filter((n) => !left.includes(n)),
+    majority: cmp.majority?.nodes,
+    outside: cmp.majority ? cmp.outside : [],
+    majorityPick: cmp.majorityPick?.node,
     notCompared: notCompared || undefined,
+  };
+}
+
+/**
+ * The triage of `recover`, from what it has looked at already: pre-flight's `version` and
+ * `service etcd` of each node, the copies it extracted (`insp`), and the cluster's answers
+ * before the wipe (`view`). No call is made twice.
+ */
+export function triageInput(
+  nodes: string[],
+  looks: NodeLooks,
+  insp: Inspection,
+  view: ClusterView,
+): TriageInput {
+  const evidence = new Map<string, NodeEvidence>(nodes.map((n) => {
+    const l = looks.get(n);
+    return [n, { version: l?.version, service: l?.service, status: view.status.get(n) }];
+  }));
+  return {
+    nodes,
+    evidence,
+    members: view.members,
+    alarms: view.alarms,
+    copies: copiesOf(insp, nodes),
   };
 }
 

@@ -10,7 +10,7 @@ import type { Ctx } from "./context.ts";
 import { RefusedError } from "./errors.ts";
 import { humanizeBytes } from "./humanize.ts";
 import { quorum } from "./nodes.ts";
-import { isUnreachable, parseServiceInfo, parseTable, tail } from "./parse.ts";
+import { isUnreachable, parseServiceInfo, parseTable, type ServiceInfo, tail } from "./parse.ts";
 import { sub, talos } from "./talosctl.ts";
 
 /** etcd's default space quota: a db larger than this is rare. */
@@ -27,7 +27,11 @@ export function talosconfigPath(ctx: Ctx): string | undefined {
 }
 
 /** Runs every check; logs each finding; throws one `RefusedError` listing every refusal. */
-export async function preflight(ctx: Ctx, step: string): Promise<void> {
+/** What pre-flight saw of each node: its Talos tag and its etcd service. */
+export type NodeLooks = Map<string, { version: { tag: string }; service: ServiceInfo }>;
+
+export async function preflight(ctx: Ctx, step: string): Promise<NodeLooks> {
+  const looks: NodeLooks = new Map();
   const refusals: string[] = [];
   const forcible: string[] = [];
   const { nodes } = ctx.opts;
@@ -69,8 +73,12 @@ export async function preflight(ctx: Ctx, step: string): Promise<void> {
       return `"${node}" runs no etcd: a worker, not a control-plane node`;
     }
     if (service.code !== 0) return `"${node}": ${tail(service.stderr, 1)}`;
-    const state = parseServiceInfo(service.stdout).find((b) => b.id === "etcd")?.state;
-    if (!state) return `"${node}": unreadable service etcd output: ${tail(service.stdout, 1)}`;
+    const info = parseServiceInfo(service.stdout).find((b) => b.id === "etcd");
+    const state = info?.state;
+    if (!info || !state) {
+      return `"${node}": unreadable service etcd output: ${tail(service.stdout, 1)}`;
+    }
+    looks.set(node, { version: { tag: tags[1] ?? "?" }, service: info });
     ctx.log.ok(
       `${node}: control-plane node, Talos ${tags[1] ?? "?"} (talosctl ${
         tags[0] ?? "?"
@@ -113,6 +121,7 @@ export async function preflight(ctx: Ctx, step: string): Promise<void> {
         : "pass --force if this cluster is not managed by Omni",
     });
   }
+  return looks;
 }
 
 /**

@@ -14,6 +14,8 @@ import { isLearnerRpc, memberForNode, parseAlarms, parseMembers } from "./parse.
 import { poll } from "./poll.ts";
 import { commandFailure, sub, talos, talosOk } from "./talosctl.ts";
 import { talosPlan, waitForPlan } from "./plan.ts";
+import { confirm, printPlan } from "./confirm.ts";
+import type { Decision } from "./triage.ts";
 
 /** The reset of a bad member: only EPHEMERAL (its etcd), at once, no graceful leave. */
 export const REPLACE_RESET = sub.reset(["EPHEMERAL"]);
@@ -160,4 +162,59 @@ export function replacePlan(
       ]
       : []),
   ];
+}
+
+/** How long after a disarm the alarm list is read again (the leader checks hashes each minute). */
+export const ALARM_RECHECK_MS = 15_000;
+
+/**
+ * alarm-only: CORRUPT with quorum, every copy agreeing and no member shown bad. Disarms on the
+ * leader, looks again after a short wait, and says that the alarm may return at the next
+ * compaction check, and what to do then. Nothing is reset.
+ */
+export async function alarmOnly(ctx: Ctx, d: Decision): Promise<void> {
+  const healthy = d.findings.filter((f) => f.role === "running voter" && !f.bad);
+  const via = healthy.find((f) => f.memberId === d.leader)?.node ?? healthy[0]?.node;
+  if (d.verdict !== "alarm-only" || !via) {
+    throw new StepError(`The verdict is ${d.verdict}, not alarm-only`, {
+      hint: "run deno task diagnose again",
+    });
+  }
+  const plan = () => [
+    "# alarm-only: every copy agrees and no member is bad: clear the alarm, look again",
+    talosPlan(via, sub.alarmDisarm()),
+    `sleep ${ALARM_RECHECK_MS / 1000}`,
+    `test -z "$(${talosPlan(via, sub.alarmList())})"`,
+  ];
+  if (ctx.opts.dryRun) return printPlan(ctx, plan());
+  await confirm(ctx, `disarm the alarm on ${via} (${d.reasons.at(-1)}); nothing is reset`, plan);
+  await step(ctx, "disarm", `Clearing the alarm on ${via}`, () => clearAlarms(ctx, via));
+  await step(
+    ctx,
+    "verify",
+    `Looking at the alarms again in ${ALARM_RECHECK_MS / 1000}s`,
+    async () => {
+      await ctx.deps.sleep(ALARM_RECHECK_MS, ctx.deps.signal);
+      const again = parseAlarms(await talosOk(ctx, via, sub.alarmList(), { step: "verify" }));
+      if (again.length > 0) {
+        throw new StepError(
+          `The alarm is back on ${via}: ${
+            again.map((a) => `${a.alarm} (member ${a.member})`).join(", ")
+          }`,
+          {
+            hint: "a member is bad after all: take fresh copies into a new --out " +
+              `(deno task extract --nodes ${
+                ctx.opts.nodes.join(",")
+              } --out NEW) and diagnose again`,
+          },
+        );
+      }
+      ctx.log.ok(`${via}: no alarm ${ALARM_RECHECK_MS / 1000}s after the disarm`);
+    },
+  );
+  ctx.log.info(
+    "the leader checks the members' hashes every minute: if CORRUPT comes back, a member is bad " +
+      "after all; take fresh copies and run diagnose again",
+  );
+  ctx.clusterState = `the alarm is disarmed on ${via}; no node was reset`;
 }

@@ -20,11 +20,12 @@
 import { type Ctx, step } from "../lib/context.ts";
 import type { Deps } from "../lib/deps.ts";
 import { RefusedError, StepError } from "../lib/errors.ts";
-import { checkEveryCopy, inspectCopies, resolveSeed } from "../lib/inspect.ts";
+import { checkEveryCopy, inspectCopies, type Inspection, resolveSeed } from "../lib/inspect.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
 import { confirm, printPlan } from "../lib/confirm.ts";
 import {
   askCluster,
+  type ClusterView,
   describe,
   healthyEvidence,
   lookAtEtcd,
@@ -89,10 +90,14 @@ export const task: TaskDef = {
  * The safety rules: an intact seed copy, every copy usable, the seed the highest revision,
  * the cluster not healthy. Returns the seed.
  */
-export async function checkBeforeWipe(ctx: Ctx): Promise<string> {
+export async function checkBeforeWipe(
+  ctx: Ctx,
+  /** What recover has looked at already (the copies, the cluster): not asked again. */
+  looked?: { insp: Inspection; view: ClusterView },
+): Promise<string> {
   refuseAfterBootstrap(ctx);
-  const insp = await inspectCopies(ctx);
-  ctx.log.raw(statusTable(insp, ctx.opts.seed));
+  const insp = looked?.insp ?? await inspectCopies(ctx);
+  if (!looked) ctx.log.raw(statusTable(insp, ctx.opts.seed));
   const seed = resolveSeed(ctx, insp);
   checkEveryCopy(ctx, insp);
   ctx.log.ok(
@@ -100,7 +105,7 @@ export async function checkBeforeWipe(ctx: Ctx): Promise<string> {
       insp.rows.find((r) => r.node === seed)?.status?.revision
     }`,
   );
-  const view = await askCluster(ctx, seed, "safety");
+  const view = looked?.view ?? await askCluster(ctx, seed, "safety");
   const outside = membersOutside(view, ctx.opts.nodes);
   if (outside.length > 0) {
     const message = `etcd lists members that are not in --nodes: ${outside.join(", ")}`;

@@ -48,6 +48,15 @@ import {
 import { disarm, disarmPlan } from "./06_disarm.ts";
 import { rejoin, rejoinPlan } from "./07_rejoin.ts";
 import { verify, verifyPlan } from "./08_verify.ts";
+import { statusTable } from "./02_status.ts";
+import { replaceProcedure } from "./replace.ts";
+import { defragProcedure } from "./defrag.ts";
+import { askCluster } from "../lib/cluster.ts";
+import { inspectCopies } from "../lib/inspect.ts";
+import { type NodeLooks } from "../lib/preflight.ts";
+import { triageInput } from "../lib/evidence.ts";
+import { decide, type Decision } from "../lib/triage.ts";
+import { alarmOnly } from "../lib/replace.ts";
 
 export const task: TaskDef = {
   name: "recover",
@@ -86,7 +95,12 @@ export async function recover(ctx: Ctx): Promise<void> {
       }: --force starts over and wipes again`,
     );
   }
-  await step(ctx, "preflight", "Pre-flight checks", () => preflight(ctx, "preflight"));
+  const looks = await step(
+    ctx,
+    "preflight",
+    "Pre-flight checks",
+    () => preflight(ctx, "preflight"),
+  );
   await step(
     ctx,
     "extract",
@@ -112,11 +126,19 @@ export async function recover(ctx: Ctx): Promise<void> {
       return undefined;
     },
   );
+  // Which way back? The least destructive one the evidence supports (lib/triage.ts).
+  const way = await step(
+    ctx,
+    "triage",
+    "Which way back? (every node and the copies)",
+    () => triage(ctx, looks),
+  );
+  if (way.procedure !== "rebuild") return await smallerWayBack(ctx, way.decision);
   const seed = await step(
     ctx,
     "safety",
     "Choosing the seed and checking the safety rules",
-    () => checkBeforeWipe(ctx),
+    () => checkBeforeWipe(ctx, way.looked),
   );
   ctx.opts.seed = seed;
   const file = await verifiedSeedCopy(ctx, seed);
@@ -128,6 +150,69 @@ export async function recover(ctx: Ctx): Promise<void> {
   ctx.opts.yes = true; // asked once for the whole run
   await step(ctx, "wipe", `Wiping ${nodes.length} nodes at once`, () => wipe(ctx));
   await fromBootstrap(ctx, seed, file);
+}
+
+/**
+ * Looks at the copies and the cluster once (the safety check reuses both) and decides which
+ * procedure to run: the full rebuild only when nothing smaller works, or with --full.
+ */
+async function triage(ctx: Ctx, looks: NodeLooks) {
+  const insp = await inspectCopies(ctx);
+  ctx.log.raw(statusTable(insp, ctx.opts.seed));
+  const first = ctx.opts.seed ?? insp.choice?.seed ?? ctx.opts.nodes[0];
+  const view = await askCluster(ctx, first, "safety");
+  const decision = decide(triageInput(ctx.opts.nodes, looks, insp, view));
+  ctx.log.info(`verdict: ${decision.verdict}`);
+  for (const r of decision.reasons) ctx.log.info(`- ${r}`);
+  return { decision, looked: { insp, view }, procedure: procedureFor(ctx, decision) };
+}
+
+/** The procedure for a verdict, or a refusal (exit 2) naming what to do instead. */
+function procedureFor(ctx: Ctx, d: Decision): Decision["verdict"] {
+  const why = d.reasons.join("; ");
+  if (d.verdict === "rebuild") return "rebuild";
+  if (ctx.opts.full || (ctx.opts.force && d.verdict === "healthy")) {
+    ctx.log.warn(
+      `the full rebuild because of ${
+        ctx.opts.full ? "--full" : "--force"
+      }, though the verdict is ${d.verdict}`,
+    );
+    return "rebuild";
+  }
+  if (d.verdict === "healthy") {
+    throw new RefusedError(`Refusing to wipe a healthy cluster: ${why}`, {
+      hint: "nothing to recover; pass --full only if you know etcd is broken anyway",
+    });
+  }
+  if (d.verdict === "unknown") {
+    throw new RefusedError(`Not enough evidence to choose a way back: ${why}`, {
+      hint: "fix what is missing and run again; --full rebuilds from the copies (every write " +
+        "after them is lost)",
+    });
+  }
+  if (ctx.opts.seed) {
+    throw new RefusedError(
+      `--seed ${ctx.opts.seed} asks for the full rebuild, but a smaller way back exists: ` +
+        `${d.verdict} (${why})`,
+      { hint: `run it again without --seed to take it (${SMALLER[d.verdict]}), or add --full` },
+    );
+  }
+  return d.verdict;
+}
+
+/** What each smaller procedure does, for messages. */
+const SMALLER: Record<string, string> = {
+  "replace": "replace only the bad members; no write is lost",
+  "nospace": "defragment each member and disarm; no node is reset",
+  "alarm-only": "disarm the alarm; nothing is reset",
+};
+
+/** Runs replace, defrag or the disarm, as their tasks do, after one confirmation naming it. */
+async function smallerWayBack(ctx: Ctx, d: Decision): Promise<void> {
+  ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
+  if (d.verdict === "replace") return await replaceProcedure(ctx, d);
+  if (d.verdict === "nospace") return await defragProcedure(ctx, d);
+  await alarmOnly(ctx, d);
 }
 
 /** Steps 4-8 (wait, bootstrap, disarm, rejoin, verify). */
@@ -274,7 +359,11 @@ export function recoverPlan(ctx: Ctx): string[] {
     "",
     ...fromDisarm,
   ];
-  const header = `# etcd recovery plan for ${ctx.opts.nodes.join(", ")} (talos-etcd-recovery)`;
+  const header = [
+    `# etcd recovery plan for ${ctx.opts.nodes.join(", ")} (talos-etcd-recovery): the full rebuild`,
+    "# recover diagnoses first (deno task diagnose): where a smaller way back exists it takes that",
+    "# instead (replace a bad member, defrag, disarm); --full forces this rebuild",
+  ].join("\n");
   if (progress?.seed && progress.bootstrapAccepted && !progress.done.has("bootstrap")) {
     return [
       header,

@@ -31,24 +31,40 @@ export const task: TaskDef = {
   usage: "  deno task replace --nodes A,B,C [--out DIR] [--yes] [--dry-run] [--timeout 10m]",
   run: async (ctx) => {
     ctx.log.step(`Diagnosing etcd on ${ctx.opts.nodes.join(", ")} before replacing anything`);
-    const d = decide(await gather(ctx));
-    const { via, bad } = replaceable(ctx, d);
-    const plan = () => replacePlan(ctx, via, bad, d.alarms.length > 0);
-    if (ctx.opts.dryRun) return printPlan(ctx, plan());
-    await confirm(ctx, `replace ${bad.map((b) => b.node).join(", ")} (reset only them)`, plan);
-    ctx.continueWith = taskCommand("replace", ctx.opts, ["--yes"]);
-    for (const b of bad) await replaceOne(ctx, via, b.node, b.memberId);
-    if (d.alarms.length > 0 || bad.length > 0) await clearAlarms(ctx, via);
-    const after = decide(await gather(ctx));
-    if (after.verdict !== "healthy") {
-      throw new StepError(`After the replacement the verdict is ${after.verdict}, not healthy`, {
-        hint: `${after.reasons.join("; ")}; run deno task diagnose again`,
-      });
-    }
-    ctx.log.ok(`healthy: ${after.reasons.join("; ")}`);
-    ctx.clusterState = `${bad.map((b) => b.node).join(", ")} replaced; every member votes`;
+    await replaceProcedure(ctx, decide(await gather(ctx)));
   },
 };
+
+/**
+ * The replace procedure on the verdict `d` (refused unless it is `replace`, or a replacement
+ * this OUT started): one confirmation naming the nodes and why, then each bad node in turn.
+ */
+export async function replaceProcedure(ctx: Ctx, d: Decision): Promise<void> {
+  const { via, bad } = replaceable(ctx, d);
+  const plan = () => replacePlan(ctx, via, bad, d.alarms.length > 0);
+  if (ctx.opts.dryRun) return printPlan(ctx, plan());
+  const names = bad.map((b) => b.node).join(", ");
+  const healthy = ctx.opts.nodes.filter((n) => !bad.some((b) => b.node === n)).join(", ");
+  await confirm(
+    ctx,
+    `replace ${names} only (${
+      d.reasons.filter((r) => / is bad: /.test(r)).join("; ") ||
+      "reset by an earlier run"
+    }): nothing is wiped on ${healthy}, no write is lost`,
+    plan,
+  );
+  ctx.continueWith ??= taskCommand("replace", ctx.opts, ["--yes"]);
+  for (const b of bad) await replaceOne(ctx, via, b.node, b.memberId);
+  if (d.alarms.length > 0 || bad.length > 0) await clearAlarms(ctx, via);
+  const after = decide(await gather(ctx));
+  if (after.verdict !== "healthy") {
+    throw new StepError(`After the replacement the verdict is ${after.verdict}, not healthy`, {
+      hint: `${after.reasons.join("; ")}; run deno task diagnose again`,
+    });
+  }
+  ctx.log.ok(`healthy: ${after.reasons.join("; ")}`);
+  ctx.clusterState = `${names} replaced; every member votes`;
+}
 
 /** The nodes to replace and the healthy voter to ask, or a refusal naming the verdict. */
 function replaceable(ctx: Ctx, d: Decision) {

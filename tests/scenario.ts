@@ -172,10 +172,18 @@ export const extractRecs = (out: string, nodes = NODES) => nodes.map((n) => rec.
 /** status on every copy. */
 export const statusRecs = (out: string, nodes = NODES) => nodes.map((n) => rec.etcdutl(out, n));
 /**
- * The safety step's questions on a broken cluster, to every node at once: etcd status (a
- * leader, the CORRUPT alarm in ERRORS), then the alarm list (CORRUPT) and 3 members.
+ * The safety step's questions on the seed's incident (consensus lost, the CORRUPT alarm inside
+ * the copies), to every node at once: etcd status answers without a leader everywhere, so the
+ * alarm list and the members are not asked. The full rebuild is the way back (diagnose:
+ * rebuild).
  */
-export const brokenClusterRecs = (nodes = NODES) => [
+export const brokenClusterRecs = (nodes = NODES) =>
+  nodes.map((n) => rec.etcdStatus(n, "../talosctl-triage/etcd-status.no-leader.txt"));
+/**
+ * A corrupt cluster that keeps its leader: etcd status (the CORRUPT alarm in ERRORS), then
+ * the alarm list (CORRUPT) and 3 members, of every node at once.
+ */
+export const corruptWithLeaderRecs = (nodes = NODES) => [
   ...nodes.map((n) => rec.etcdStatus(n, "etcd-status.corrupt.txt")),
   ...nodes.flatMap((n) => [
     rec.alarms(n, "etcd-alarm-list.corrupt.txt"),
