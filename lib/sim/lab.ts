@@ -476,7 +476,7 @@ const breakBy: Record<
       return x.ok && x.value.leader !== "0";
     });
     const port = await leaderPort(primaryVoters(s, be));
-    const value = b64("f".repeat(FILL_VALUE_BYTES));
+    const value = "ZmZm".repeat(Math.floor(FILL_VALUE_BYTES / 3)); // "fff…", base64
     let full = "";
     for (let i = 0; i < 1000 && !full; i++) {
       const w = await gw(port, "kv/put", { key: b64(FILL_KEY), value }, 10_000);
