@@ -647,8 +647,16 @@ export async function down(dirArg: string): Promise<number> {
 
 export interface Check {
   name: string;
+  /** The check was made and holds. */
   ok: boolean;
+  /** The check could not be made (the model backend keeps no keys): neither ok nor failed. */
+  notChecked?: true;
   detail: string;
+}
+
+/** How the demo shows a check: `ok`, `FAIL`, or `not checked` (never shown as ok). */
+export function checkMark(c: Check): string {
+  return c.ok ? "ok         " : c.notChecked ? "not checked" : "FAIL       ";
 }
 
 /** What the demo proves after a recovery; `seedRevision` is the revision of the seed's copy. */
@@ -710,26 +718,165 @@ export async function prove(dirArg: string, seedRevision?: number): Promise<Chec
         c.revision === expectedRev,
         `revision ${c.revision} (model), seed copy ${expectedRev ?? "unknown"}`,
       );
-      add(
-        "every key written before the break reads back with its value",
-        true,
-        "not checked: the model backend keeps no keys",
-      );
+      checks.push({
+        name: "every key written before the break reads back with its value",
+        ok: false,
+        notChecked: true,
+        detail: "the model backend keeps no keys (run with real etcd to check them)",
+      });
       const a = await be.alarms(s, seed);
       add("writes work", a.ok && a.value.length === 0, a.ok ? "no alarm (model)" : a.error);
     }
-    const m = await be.members(s, seed);
-    const list = m.ok ? m.value : [];
-    const learners = list.filter((x) => x.learner).length;
-    const unnamed = list.filter((x) => !x.name).length;
-    add(
-      "all members vote",
-      m.ok && list.length === s.nodes.length && learners === 0 && unnamed === 0,
-      m.ok ? `${list.length} members, ${learners} learners, ${unnamed} not started` : m.error,
-    );
-    const a = await be.alarms(s, seed);
-    add("no alarms", a.ok && a.value.length === 0, a.ok ? `${a.value.length} alarms` : a.error);
-    add("the VIP is held", s.vipHolder !== undefined, `VIP ${s.vip} on ${s.vipHolder ?? "nobody"}`);
+    await memberChecks(s, be, seed, add);
     return checks;
   });
+}
+
+// ---- proof of a fix in place (replace, nospace): nothing restarted, nothing lost ------------
+
+/** The etcd PID of every node whose member runs now (what a fix in place must not change). */
+export async function memberPids(dirArg: string): Promise<Record<string, number>> {
+  return await onLab(dirArg, async (s) => {
+    const be = await backendOf(s);
+    await tick(s, be);
+    const pids: Record<string, number> = {};
+    for (const n of primaryVoters(s, be)) pids[n.label] = n.proc!.pid;
+    return pids;
+  });
+}
+
+/** Keys written while a fix runs, and how to stop writing. */
+export interface Writer {
+  /** Stops writing; the keys etcd acknowledged, with their values. */
+  stop(): Promise<Map<string, string>>;
+}
+
+/**
+ * Writes `/lab/during/NNNNNN` one at a time, round robin to the members of `nodes` (real
+ * etcd only; the model keeps no keys), until stopped; a write that fails is not counted.
+ */
+export function startWriter(dirArg: string, nodes: string[]): Writer {
+  const s = loadState(resolve(dirArg));
+  const ports = s.nodes.filter((n) => nodes.includes(n.label)).map((n) => n.clientPort);
+  const written = new Map<string, string>();
+  let stopped = false;
+  const loop = (async () => {
+    if (s.backend !== "etcd" || ports.length === 0) return;
+    for (let i = 0; !stopped; i++) {
+      const key = `${KEY_PREFIX}during/${pad(i)}`;
+      const value = `during-${i}`;
+      const r = await gw(ports[i % ports.length], "kv/put", { key: b64(key), value: b64(value) });
+      if (r.ok) written.set(key, value);
+      await new Promise((res) => setTimeout(res, 25));
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return written;
+    },
+  };
+}
+
+/**
+ * What the demo and the tests prove after a fix in place (`replace`, nospace): every key
+ * written before the break and `during` the fix reads back on every member; the members in
+ * `pidsBefore` but not `replaced` run with the same etcd PID (never restarted); writes
+ * work; every member votes; no alarm; the VIP is held.
+ */
+export async function proveInPlace(
+  dirArg: string,
+  o: { pidsBefore: Record<string, number>; replaced: string[]; during: Map<string, string> },
+): Promise<Check[]> {
+  return await onLab(dirArg, async (s) => {
+    const be: EtcdBackend = await backendOf(s);
+    await tick(s, be);
+    const checks: Check[] = [];
+    const add = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
+    const voters = primaryVoters(s, be);
+    if (voters.length === 0) {
+      add("etcd runs", false, "no running voter");
+      return checks;
+    }
+    const keysCheck = "every key written before the break and during the fix reads back";
+    if (s.backend === "etcd") {
+      const want = new Map([...expectedKeys(s.keys!), ...o.during]);
+      const bad: string[] = [];
+      for (const n of voters) {
+        const r = await gw(n.clientPort, "kv/range", {
+          key: b64(s.keys!.prefix),
+          range_end: prefixEnd(s.keys!.prefix),
+        }, 10_000);
+        if (!r.ok) {
+          bad.push(`${n.label}: ${r.error}`);
+          continue;
+        }
+        const got = new Map<string, string>();
+        for (const kv of (r.body.kvs ?? []) as { key: string; value?: string }[]) {
+          got.set(unb64(kv.key), unb64(kv.value ?? ""));
+        }
+        const missing = [...want].filter(([k, v]) => got.get(k) !== v);
+        if (missing.length > 0) {
+          bad.push(`${n.label}: ${missing.length} missing or wrong (first: ${missing[0][0]})`);
+        }
+      }
+      add(
+        keysCheck,
+        bad.length === 0,
+        bad.length === 0
+          ? `${want.size} keys (${o.during.size} written during the fix) on each of ` +
+            voters.map((n) => n.label).join(", ")
+          : bad.join("; "),
+      );
+      const w = await gw(voters[0].clientPort, "kv/put", {
+        key: b64(`${KEY_PREFIX}after-fix`),
+        value: b64("ok"),
+      });
+      add("writes work", w.ok, w.ok ? `put on ${voters[0].label}` : w.error);
+    } else {
+      checks.push({
+        name: keysCheck,
+        ok: false,
+        notChecked: true,
+        detail: "the model backend keeps no keys (run with real etcd to check them)",
+      });
+      const a = await be.alarms(s, voters[0]);
+      add("writes work", a.ok && a.value.length === 0, a.ok ? "no alarm (model)" : a.error);
+    }
+    const kept = Object.entries(o.pidsBefore).filter(([label]) => !o.replaced.includes(label));
+    const restarted = kept.filter(([label, pid]) => {
+      const n = s.nodes.find((x) => x.label === label)!;
+      return n.proc?.pid !== pid || !be.running(s, n);
+    });
+    add(
+      "the healthy members never restarted",
+      kept.length > 0 && restarted.length === 0,
+      restarted.length === 0
+        ? kept.map(([label, pid]) => `${label} etcd PID ${pid}`).join(", ")
+        : `restarted: ${restarted.map(([l]) => l).join(", ")}`,
+    );
+    await memberChecks(s, be, voters[0], add);
+    return checks;
+  });
+}
+
+async function memberChecks(
+  s: LabState,
+  be: EtcdBackend,
+  via: NodeState,
+  add: (name: string, ok: boolean, detail: string) => void,
+) {
+  const m = await be.members(s, via);
+  const list = m.ok ? m.value : [];
+  const learners = list.filter((x) => x.learner).length;
+  const unnamed = list.filter((x) => !x.name).length;
+  add(
+    "all members vote",
+    m.ok && list.length === s.nodes.length && learners === 0 && unnamed === 0,
+    m.ok ? `${list.length} members, ${learners} learners, ${unnamed} not started` : m.error,
+  );
+  const a = await be.alarms(s, via);
+  add("no alarms", a.ok && a.value.length === 0, a.ok ? `${a.value.length} alarms` : a.error);
+  add("the VIP is held", s.vipHolder !== undefined, `VIP ${s.vip} on ${s.vipHolder ?? "nobody"}`);
 }
