@@ -850,7 +850,7 @@ export async function proveInPlace(
       return n.proc?.pid !== pid || !be.running(s, n);
     });
     add(
-      "the healthy members never restarted",
+      o.replaced.length > 0 ? "the healthy members never restarted" : "no member restarted",
       kept.length > 0 && restarted.length === 0,
       restarted.length === 0
         ? kept.map(([label, pid]) => `${label} etcd PID ${pid}`).join(", ")
