@@ -160,6 +160,8 @@ export function labEnv(s: LabState): Record<string, string> {
   const env: Record<string, string> = {
     TALOSCTL: join(s.dir, "bin", "talosctl"),
     KUBECTL: join(s.dir, "bin", "kubectl"),
+    // the lab's own (fake) talosconfig: the tasks find one, as on a real workstation
+    TALOSCONFIG: join(s.dir, "talosconfig"),
   };
   if (s.backend === "model") env.ETCDUTL = ETCDUTL_WRAPPER;
   return env;

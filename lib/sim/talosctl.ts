@@ -781,13 +781,14 @@ export async function run(argv: string[], dir = labDir(), at?: number): Promise<
     await tick(s, be, now);
     return await answer(s, be, parsed, now);
   });
-  if (reply.delayMs) await new Promise((r) => setTimeout(r, reply.delayMs));
+  const { delayMs, ...printed } = reply;
+  if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
   appendFileSync(
     join(dir, "calls.log"),
-    JSON.stringify({ at: new Date().toISOString(), cwd: Deno.cwd(), argv, code: reply.code }) +
+    JSON.stringify({ at: new Date().toISOString(), cwd: Deno.cwd(), argv, code: printed.code }) +
       "\n",
   );
-  return reply;
+  return printed;
 }
 
 function writeAll(stream: { writeSync(p: Uint8Array): number }, text: string) {
