@@ -610,7 +610,10 @@ export async function status(dirArg: string): Promise<string> {
       `VIP ${s.vip} ${s.vipHolder ? `on ${s.vipHolder}` : "not held"}, alarms: ${alarms || "-"}\n`;
     const keys = s.keys
       ? `keys: ${s.keys.count} loaded under ${s.keys.prefix}, ${s.keys.late} late` +
-        (s.broken ? `; broken at revision ${s.broken.revision}` : "") + "\n"
+        (s.broken
+          ? `; broken (${s.broken.mode ?? "incident"}) at revision ${s.broken.revision}`
+          : "") +
+        "\n"
       : "";
     return head + keys + tabwrite(text) + "recent:\n" +
       s.log.slice(-8).map((l) => `  ${l}\n`).join("");

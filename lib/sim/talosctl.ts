@@ -52,7 +52,7 @@ import {
   scaled,
   update,
 } from "./state.ts";
-import { rebootNode, resetNode, startBootstrap, tick } from "./tick.ts";
+import { markCrashed, rebootNode, resetNode, startBootstrap, tick } from "./tick.ts";
 
 export const ETCD_DB = "/var/lib/etcd/member/snap/db";
 
@@ -575,7 +575,7 @@ export async function answer(
       return await defrag(s, be, p);
   }
   if (p.words[0] === "etcd" && p.words[1] === "remove-member") {
-    return await removeMember(s, be, p);
+    return await removeMember(s, be, p, now);
   }
   switch (command) {
     case "cp":
@@ -668,7 +668,12 @@ async function blockedWithoutLeader(
 }
 
 /** `etcd remove-member <hex id>`: asks each `-n` node's member to remove the member. */
-async function removeMember(s: LabState, be: EtcdBackend, p: Parsed): Promise<Reply> {
+async function removeMember(
+  s: LabState,
+  be: EtcdBackend,
+  p: Parsed,
+  now: number,
+): Promise<Reply> {
   if (p.words.length !== 3) return fail(`accepts 1 arg(s), received ${p.words.length - 2}`);
   const parsed = parseMemberId(p.words[2]);
   if ("error" in parsed) return fail(parsed.error);
@@ -688,7 +693,7 @@ async function removeMember(s: LabState, be: EtcdBackend, p: Parsed): Promise<Re
       ? "etcdserver: no leader"
       : await be.removeMember(s, n, dec);
     if (err === undefined) {
-      afterRemove(s, dec);
+      await afterRemove(s, be, dec, now);
       continue;
     }
     errors.push(
@@ -704,13 +709,21 @@ async function removeMember(s: LabState, be: EtcdBackend, p: Parsed): Promise<Re
   return combine("", "", errors);
 }
 
-/** The lab's bookkeeping after member `id` left the primary cluster. */
-function afterRemove(s: LabState, id: string): void {
+/**
+ * The lab's bookkeeping after member `id` left the primary cluster. A removed member that
+ * runs stops by itself (real etcd: "the member has been permanently removed"); the model's
+ * is stopped here.
+ */
+async function afterRemove(s: LabState, be: EtcdBackend, id: string, now: number) {
   const owner = s.nodes.find((n) => n.member?.id === id && n.member.cluster === s.primary);
   if (!owner) return;
   if (!owner.member!.learner) s.voters[s.primary] = (s.voters[s.primary] ?? 1) - 1;
   owner.member = { ...owner.member!, cluster: `removed-${s.primary}` };
   note(s, `${owner.label}: member ${memberHex(id)} removed from the cluster`);
+  if (s.backend === "model" && be.running(s, owner)) {
+    await be.stop(s, owner, true);
+    if (owner.phase === "running") markCrashed(s, owner, now, "its member was removed");
+  }
 }
 
 const DEFRAG_USAGE = `
