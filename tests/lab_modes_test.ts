@@ -182,6 +182,29 @@ real(
   },
 );
 
+real(
+  "e2e: defrag on each member and disarm clear NOSPACE: writes work again, no member restarted",
+  async (dir) => {
+    await breakCluster(dir, 0, "nospace");
+    const pidsBefore = await memberPids(dir);
+    const size = async (n: string) =>
+      cell((await tc(dir, n, ["etcd", "status"])).stdout, n, "DB SIZE");
+    const before = await size(N11);
+    for (const n of [N10, N12, N11]) {
+      assert.deepEqual(await tc(dir, n, ["etcd", "defrag"]), { stdout: "", stderr: "", code: 0 });
+    }
+    assert.notEqual(await size(N11), before, "the defrag shrank the db file");
+    const disarm = await tc(dir, N11, ["etcd", "alarm", "disarm"]);
+    assert.equal(disarm.code, 0, disarm.stderr);
+    assert.equal((await tc(dir, N11, ["etcd", "alarm", "list"])).stdout, "");
+    for (const c of await proveInPlace(dir, { pidsBefore, replaced: [], during: new Map() })) {
+      assert.ok(c.ok, `${c.name}: ${c.detail}`);
+    }
+    const d = await diagnose(dir);
+    assert.equal(d.verdict, "healthy", d.reasons.join("\n"));
+  },
+);
+
 // ---- the model backend (no etcd needed): the same verdicts ------------------------------
 
 const EXPECTED: Record<BreakMode, { verdict: string; replace: string[] }> = {
