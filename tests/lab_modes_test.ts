@@ -20,12 +20,15 @@ import {
 } from "../lib/sim/lab.ts";
 import type { Backend } from "../lib/sim/state.ts";
 import { run } from "../lib/sim/talosctl.ts";
+import { gw } from "../lib/sim/gateway.ts";
 import {
+  asLab,
   cells,
   etcdTests,
   leftoverProcs,
   REPO_ROOT,
   requireEtcd,
+  sample,
   scratch,
   state,
   tc,
@@ -202,6 +205,25 @@ real(
     }
     const d = await diagnose(dir);
     assert.equal(d.verdict, "healthy", d.reasons.join("\n"));
+  },
+);
+
+real(
+  "etcd 3.5's CORRUPT alarm names member 0: the alarm list shows it as the sample",
+  async (dir) => {
+    const port = state(dir).nodes[1].clientPort;
+    const r = await gw(port, "maintenance/alarm", {
+      action: "ACTIVATE",
+      memberID: "0",
+      alarm: "CORRUPT",
+    });
+    assert.ok(r.ok, JSON.stringify(r));
+    const list = await tc(dir, N11, ["etcd", "alarm", "list"]);
+    assert.equal(list.code, 0, list.stderr);
+    assert.deepEqual(
+      cells(list.stdout),
+      cells(asLab(sample("etcd-alarm-list.corrupt-member0.txt")).replaceAll(N10, N11)),
+    );
   },
 );
 

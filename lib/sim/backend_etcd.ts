@@ -271,7 +271,12 @@ export const etcdBackend: EtcdBackend = {
 
   async alarms(_s, n): Promise<Answer<AlarmInfo[]>> {
     const r = await gw(n.clientPort, "maintenance/alarm", { action: "GET" });
-    return answer(r, (b) => ((b.alarms ?? []) as GwAlarm[]).map((a) => ({ ...a })));
+    // the gateway leaves out zero fields: etcd 3.5's CORRUPT alarm names member 0
+    return answer(r, (b) =>
+      ((b.alarms ?? []) as Partial<GwAlarm>[]).map((a) => ({
+        memberID: a.memberID ?? "0",
+        alarm: a.alarm ?? "NONE",
+      })));
   },
 
   async disarm(s, n): Promise<Answer<AlarmInfo[]>> {
