@@ -9,7 +9,9 @@
  * Usage:
  *   deno task lab up [--nodes 3|5] [--dir .lab] [--backend auto|etcd|model] [--speed 20]
  *   deno task lab load [--keys 2000]     write keys (JSON gateway, keep-alive)
- *   deno task lab break                  one member stops early, more writes, CORRUPT alarm
+ *   deno task lab break [--mode M]       the incident (default): one member stops early, more
+ *                                        writes, CORRUPT alarm; --mode bad-member | nospace |
+ *                                        quorum-lost: the other ways etcd breaks (README)
  *   deno task lab status                 nodes, etcd states, health, PIDs, VIP, alarms
  *   deno task lab fault NODE KIND        off | on | short-copy | torn-copy | stuck-reset |
  *                                        join-gave-up | clear
@@ -26,7 +28,12 @@ import type { Backend } from "../lib/sim/state.ts";
 const USAGE = `Usage: deno task lab <up|load|break|status|fault|down> [flags]
   up      [--nodes 3|5] [--backend auto|etcd|model] [--speed N]  start the lab
   load    [--keys N]        write N keys (default ${lab.DEFAULT_KEYS})
-  break                     stop one member early, more writes, raise a CORRUPT alarm
+  break [--mode MODE]       MODE: ${lab.BREAK_MODES.join(" | ")} (default incident)
+                              incident: one member stops early, more writes, CORRUPT alarm
+                              bad-member: a value of the last member's db damaged on disk:
+                                its etcd refuses to start (data inconsistency with peers)
+                              nospace: the second member's quota is small, filled: NOSPACE
+                              quorum-lost: every member but the last stops: no leader
   status                    show nodes, etcd, health, PIDs, VIP and alarms
   fault NODE KIND           KIND: ${lab.FAULTS.join(" | ")}
   down                      stop every lab process by PID
@@ -46,6 +53,7 @@ export async function main(args: string[]): Promise<number> {
         backend: { type: "string" },
         speed: { type: "string" },
         keys: { type: "string" },
+        mode: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -101,11 +109,14 @@ export async function main(args: string[]): Promise<number> {
         return 0;
       }
       case "break": {
-        const b = await lab.breakCluster(dir);
-        console.error(
-          `==> broken in ${took()}: ${b.stopped} stopped early; CORRUPT alarm raised ` +
-            `(revision ${b.revision}); writes now fail with "etcdserver: corrupt cluster"`,
-        );
+        const mode = String(values.mode ?? "incident");
+        if (!lab.BREAK_MODES.includes(mode as lab.BreakMode)) {
+          throw new lab.LabError(
+            `--mode must be one of ${lab.BREAK_MODES.join(", ")}, not "${mode}"`,
+          );
+        }
+        const b = await lab.breakCluster(dir, lab.DEFAULT_LATE_KEYS, mode as lab.BreakMode);
+        console.error(`==> broken in ${took()}: ${lab.brokenText(b)}`);
         return 0;
       }
       case "status":

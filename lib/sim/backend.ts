@@ -66,6 +66,10 @@ export interface EtcdBackend {
   disarm(s: LabState, n: NodeState): Promise<Answer<AlarmInfo[]>>;
   status(s: LabState, n: NodeState): Promise<Answer<EtcdStatusInfo>>;
   members(s: LabState, n: NodeState): Promise<Answer<MemberInfo[]>>;
+  /** `MemberRemove` of member `id` (decimal) through the node's member; error text or undefined. */
+  removeMember(s: LabState, n: NodeState, id: string): Promise<string | undefined>;
+  /** Defragments the node's member; error text or undefined. */
+  defrag(s: LabState, n: NodeState): Promise<string | undefined>;
   /** etcdutl-style status of a db file, or the tool's error text and exit code. */
   snapshotStatus(path: string): Promise<SnapshotInfo | { error: string; code: number }>;
 }

@@ -22,6 +22,8 @@ import { alive, killHard, type Proc, signal, spawnDetached } from "./proc.ts";
 import { dataDir, type LabState, nodeDir, type NodeState } from "./state.ts";
 
 const LEARNER_ERROR = "etcdserver: rpc not supported for learner";
+/** Entries between raft snapshots (etcd's default is 100 000). */
+const SNAPSHOT_COUNT = 100;
 
 function peerUrl(n: NodeState): string {
   return `http://127.0.0.1:${n.peerPort}`;
@@ -42,6 +44,7 @@ async function startMember(
   initialCluster: string,
   state: "new" | "existing",
   token: string,
+  extra: string[] = [],
 ): Promise<Proc> {
   mkdirSync(nodeDir(s.dir, n.label), { recursive: true });
   const log = logFile(s, n);
@@ -68,6 +71,13 @@ async function startMember(
     "zap",
     "--log-outputs",
     log,
+    // Raft snapshots often: etcd 3.4 knows its peers before replaying its WAL only from a
+    // snapshot, and its initial corruption check (`restart`) asks those peers
+    "--snapshot-count",
+    String(SNAPSHOT_COUNT),
+    // the node's machine config (`cluster.etcd.extraArgs`): kept across restarts
+    ...(n.quotaBytes ? ["--quota-backend-bytes", String(n.quotaBytes)] : []),
+    ...extra,
   ];
   const proc = await spawnDetached(s.dir, "etcd", args, log);
   n.proc = proc;
@@ -152,7 +162,11 @@ export const etcdBackend: EtcdBackend = {
 
   async restart(s, n) {
     await killHard(n.proc);
-    const proc = await startMember(s, n, `${n.name}=${peerUrl(n)}`, "existing", "restart");
+    // On its own data, etcd first compares its hash of the key history with its peers'
+    // (etcd 3.6 does so by default): a member whose data differs refuses to start.
+    const proc = await startMember(s, n, `${n.name}=${peerUrl(n)}`, "existing", "restart", [
+      "--experimental-initial-corrupt-check",
+    ]);
     return proc.pid;
   },
 
@@ -188,6 +202,13 @@ export const etcdBackend: EtcdBackend = {
     const list = await gw(via.clientPort, "cluster/member/list", {}, 5_000);
     if (!list.ok) return { error: list.error };
     let members = (list.body.members ?? []) as GwMember[];
+    // Talos (`addMember`): a member with this node's hostname is its old self: removed first.
+    for (const old of members.filter((m) => m.name === n.name)) {
+      const r = await gw(via.clientPort, "cluster/member/remove", { ID: old.ID }, 5_000);
+      if (!r.ok) return { error: `failed to remove member ${old.ID}: ${r.error}` };
+      if (!old.isLearner) s.voters[via.member!.cluster] = (s.voters[via.member!.cluster] ?? 1) - 1;
+      members = (r.body.members ?? []) as GwMember[];
+    }
     let added = members.find((m) => m.peerURLs?.includes(peerUrl(n)));
     if (added && !added.isLearner && added.name) {
       // A voter that already ran: with an empty data dir it must be removed first.
@@ -211,6 +232,16 @@ export const etcdBackend: EtcdBackend = {
     const proc = await startMember(s, n, initial, "existing", "join");
     n.member = { id: added.ID, cluster: via.member!.cluster, learner: added.isLearner === true };
     return { pid: proc.pid };
+  },
+
+  async removeMember(_s, n, id) {
+    const r = await gw(n.clientPort, "cluster/member/remove", { ID: id }, 10_000);
+    return r.ok ? undefined : r.error;
+  },
+
+  async defrag(_s, n) {
+    const r = await run("etcdctl", ["--endpoints", clientUrl(n), "defrag"]);
+    return r.code === 0 ? undefined : etcdctlError(r.out);
   },
 
   async promote(_s, n, via) {
@@ -240,7 +271,12 @@ export const etcdBackend: EtcdBackend = {
 
   async alarms(_s, n): Promise<Answer<AlarmInfo[]>> {
     const r = await gw(n.clientPort, "maintenance/alarm", { action: "GET" });
-    return answer(r, (b) => ((b.alarms ?? []) as GwAlarm[]).map((a) => ({ ...a })));
+    // the gateway leaves out zero fields: etcd 3.5's CORRUPT alarm names member 0
+    return answer(r, (b) =>
+      ((b.alarms ?? []) as Partial<GwAlarm>[]).map((a) => ({
+        memberID: a.memberID ?? "0",
+        alarm: a.alarm ?? "NONE",
+      })));
   },
 
   async disarm(s, n): Promise<Answer<AlarmInfo[]>> {

@@ -108,6 +108,11 @@ export const modelBackend: EtcdBackend = {
 
   join(s, n, via) {
     const c = cluster(s, via);
+    // Talos (`addMember`): a member with this node's hostname is its old self: removed first.
+    const old = c.members.filter((m) => m.name === n.name);
+    c.members = c.members.filter((m) => m.name !== n.name);
+    const token = via.member!.cluster;
+    s.voters[token] = (s.voters[token] ?? 0) - old.filter((m) => !m.learner).length;
     if (c.members.some((m) => m.node === n.label)) {
       return Promise.resolve({ error: "etcdserver: Peer URLs already exists" });
     }
@@ -121,6 +126,27 @@ export const modelBackend: EtcdBackend = {
     n.member = { id, cluster: via.member!.cluster, learner: true };
     n.proc = { pid: fakePid(), start: "model" };
     return Promise.resolve({ pid: n.proc.pid });
+  },
+
+  removeMember(s, n, id) {
+    const c = cluster(s, n);
+    const m = c.members.find((x) => x.id === id);
+    if (!m) return Promise.resolve("etcdserver: member not found");
+    const runs = (node: string) => s.nodes.find((x) => x.label === node)?.proc !== undefined;
+    const voters = c.members.filter((x) => !x.learner);
+    // etcd's strict reconfig check: a down member may go; a running voter only if the
+    // members still connected after its removal keep a quorum
+    const active = voters.filter((x) => runs(x.node)).length;
+    if (!m.learner && runs(m.node) && active - 1 < 1 + Math.floor((voters.length - 1) / 2)) {
+      return Promise.resolve("etcdserver: unhealthy cluster");
+    }
+    c.members = c.members.filter((x) => x.id !== id);
+    c.raftIndex += 1;
+    return Promise.resolve(undefined);
+  },
+
+  defrag() {
+    return Promise.resolve(undefined);
   },
 
   promote(s, n, via) {

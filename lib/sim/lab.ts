@@ -21,9 +21,12 @@ import { memberHex, tabwrite } from "./format.ts";
 import { b64, gw, prefixEnd, unb64 } from "./gateway.ts";
 import { ETCDUTL_WRAPPER, KUBECTL_WRAPPER, TALOSCTL_WRAPPER } from "./paths.ts";
 import { pickPorts } from "./ports.ts";
-import { alive, killHard, startedProcs, stopGracefully } from "./proc.ts";
+import { alive, killHard, startedProcs, stopGracefully, waitGone } from "./proc.ts";
+import { damageValue } from "./damage.ts";
 import {
+  addEvent,
   type Backend,
+  dbPath,
   DEFAULT_SPEED,
   type KeyPlan,
   labExists,
@@ -35,7 +38,7 @@ import {
   update,
   withLock,
 } from "./state.ts";
-import { bootedRunning, markCrashed, primaryVoters, tick } from "./tick.ts";
+import { bootedRunning, fatalLogLine, markCrashed, primaryVoters, tick } from "./tick.ts";
 import { serviceView } from "./talosctl.ts";
 
 /** A refusal or bad usage: nothing was changed. */
@@ -157,6 +160,8 @@ export function labEnv(s: LabState): Record<string, string> {
   const env: Record<string, string> = {
     TALOSCTL: join(s.dir, "bin", "talosctl"),
     KUBECTL: join(s.dir, "bin", "kubectl"),
+    // the lab's own (fake) talosconfig: the tasks find one, as on a real workstation
+    TALOSCONFIG: join(s.dir, "talosconfig"),
   };
   if (s.backend === "model") env.ETCDUTL = ETCDUTL_WRAPPER;
   return env;
@@ -262,28 +267,58 @@ export async function load(dirArg: string, count = DEFAULT_KEYS): Promise<number
   });
 }
 
-/** The incident: member 1 stops early, more writes, then a CORRUPT alarm. */
+/** How `break` breaks the lab (`--mode`); `incident` is the default. */
+export const BREAK_MODES = ["incident", "bad-member", "nospace", "quorum-lost"] as const;
+export type BreakMode = typeof BREAK_MODES[number];
+
+/** What `break` did. */
+export interface Broken {
+  mode: BreakMode;
+  /** The node it broke (the member stopped early, the bad member, the one that filled up). */
+  stopped: string;
+  /** The member (decimal) the alarm names, or "" without an alarm. */
+  alarmMember: string;
+  /** The revision when it broke. */
+  revision: number;
+}
+
+/**
+ * Breaks the lab the way `mode` says:
+ * - `incident` (default): member 1 stops early, more writes, then a CORRUPT alarm
+ * - `bad-member`: the last member's db has a value damaged on disk; it refuses to start
+ * - `nospace`: the second member's quota is small; writes fill it until etcd raises NOSPACE
+ * - `quorum-lost`: every member but the last stops: no leader
+ */
 export async function breakCluster(
   dirArg: string,
   late = DEFAULT_LATE_KEYS,
-): Promise<{ stopped: string; alarmMember: string; revision: number }> {
+  mode: BreakMode = "incident",
+): Promise<Broken> {
   return await onLab(dirArg, async (s) => {
     const be = await backendOf(s);
     await tick(s, be);
     if (!s.keys) throw new LabError("Nothing loaded yet: run load first");
     if (s.broken) throw new LabError("The lab is already broken");
+    if (mode !== "incident") {
+      if (s.nodes.length < 3) throw new LabError(`--mode ${mode} needs at least 3 nodes`);
+      const broken = await breakBy[mode](s, be);
+      s.broken = broken;
+      await tick(s, be);
+      return broken;
+    }
     const stopped = s.nodes[0];
     const now = Date.now();
     if (s.backend === "etcd") await stopGracefully(stopped.proc);
     await be.stop(s, stopped, true);
     crash(s, stopped, now);
-    let broken: { stopped: string; alarmMember: string; revision: number };
+    let broken: Broken;
     if (s.backend === "model") {
       const fx = fixtureManifest();
       setClusterFixture(s, s.primary, "late.db");
       s.clusters[s.primary].alarms = fx.files["late.db"].alarms.map((a) => ({ ...a }));
       s.keys = { ...s.keys, late: fx.keys.late };
       broken = {
+        mode,
         stopped: stopped.label,
         alarmMember: fx.files["late.db"].alarms[0].memberID,
         revision: fx.files["late.db"].revision,
@@ -309,7 +344,12 @@ export async function breakCluster(
       if (w.ok || !w.error.includes("corrupt cluster")) {
         throw new Error(`Writes still work after the alarm: ${JSON.stringify(w)}`);
       }
-      broken = { stopped: stopped.label, alarmMember, revision: await currentRevision(ports[0]) };
+      broken = {
+        mode,
+        stopped: stopped.label,
+        alarmMember,
+        revision: await currentRevision(ports[0]),
+      };
     }
     s.broken = broken;
     await tick(s, be);
@@ -321,9 +361,167 @@ export async function breakCluster(
   });
 }
 
+/** One line saying what `break` did, for the operator. */
+export function brokenText(b: Broken): string {
+  switch (b.mode) {
+    case "incident":
+      return `${b.stopped} stopped early; CORRUPT alarm raised (revision ${b.revision}); ` +
+        `writes now fail with "etcdserver: corrupt cluster"`;
+    case "bad-member":
+      return `a value in ${b.stopped}'s db damaged on disk; its etcd refuses to start ` +
+        `("found data inconsistency with peers"); the others keep quorum (revision ${b.revision})`;
+    case "nospace":
+      return `${b.stopped} filled its small quota: NOSPACE alarm raised by etcd on member ` +
+        `${memberHex(b.alarmMember)}; writes fail with "etcdserver: mvcc: database space exceeded"`;
+    case "quorum-lost":
+      return `every member but the last stopped: no leader (revision ${b.revision})`;
+  }
+}
+
 function crash(s: LabState, n: NodeState, now: number) {
   markCrashed(s, n, now, "etcd stopped");
 }
+
+const MiB = 1024 * 1024;
+/** The value written until NOSPACE (etcd's request limit is 1.5 MiB). */
+const FILL_VALUE_BYTES = 256 * 1024;
+/** A key outside the lab's key plan, overwritten until the quota is full. */
+export const FILL_KEY = "/nospace/fill";
+
+/** Polls `fn` every 100 ms until it is true, or fails naming `what`. */
+async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs = 15_000) {
+  const until = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * The real etcd's initial corruption check, as etcd 3.5 prints it when it exits (what the
+ * model backend shows instead of running etcd; reference sample
+ * `talosctl-triage/service-etcd.crashloop-corrupt-check.txt`).
+ */
+export function corruptCheckLog(memberHex: string, at: number): string {
+  return JSON.stringify({
+    level: "fatal",
+    ts: new Date(at).toISOString(),
+    caller: "etcdmain/etcd.go:183",
+    msg: "discovery failed",
+    error: `${memberHex} found data inconsistency with peers`,
+    stacktrace: "go.etcd.io/etcd/server/v3/etcdmain.startEtcdOrProxyV2\n\t" +
+      "go.etcd.io/etcd/server/v3/etcdmain/etcd.go:183\ngo.etcd.io/etcd/server/v3/etcdmain.Main" +
+      "\n\tgo.etcd.io/etcd/server/v3/etcdmain/main.go:40\nmain.main\n\t" +
+      "go.etcd.io/etcd/server/v3/main.go:31\nruntime.main\n\truntime/proc.go:285",
+  });
+}
+
+const breakBy: Record<
+  Exclude<BreakMode, "incident">,
+  (s: LabState, be: EtcdBackend) => Promise<Broken>
+> = {
+  /** The last member stops, a value of its db is damaged on disk, it starts again: refused. */
+  async "bad-member"(s, be) {
+    const bad = s.nodes[s.nodes.length - 1];
+    const revision = s.backend === "etcd"
+      ? await currentRevision(await leaderPort(primaryVoters(s, be)))
+      : s.clusters[s.primary].revision;
+    if (s.backend === "etcd") await stopGracefully(bad.proc);
+    await be.stop(s, bad, true);
+    const d = damageValue(dbPath(s.dir, bad.label));
+    note(s, `break: ${bad.label}: ${d.bytes} bytes of a value flipped at offset ${d.offset}`);
+    const at = Date.now();
+    const pid = await be.restart(s, bad);
+    addEvent(bad, at, "Running", `Started task etcd (PID ${pid}) for container etcd`);
+    let last: string;
+    if (s.backend === "etcd") {
+      if (!(await waitGone(bad.proc, 20_000))) {
+        throw new Error(
+          `etcd of ${bad.label} started on its damaged db: the initial corruption check did not refuse it`,
+        );
+      }
+      last = fatalLogLine(s, bad) ?? "";
+      if (!last.includes("found data inconsistency with peers")) {
+        throw new Error(`etcd of ${bad.label} exited, but not by its corruption check: ${last}`);
+      }
+    } else {
+      await be.stop(s, bad, true);
+      last = corruptCheckLog(memberHex(bad.member!.id), Date.now());
+    }
+    markCrashed(
+      s,
+      bad,
+      Date.now(),
+      "etcd refused to start: found data inconsistency with peers",
+      last,
+    );
+    return { mode: "bad-member", stopped: bad.label, alarmMember: "", revision };
+  },
+
+  /** The second member gets a small quota (its etcd restarted), writes until etcd says NOSPACE. */
+  async nospace(s, be) {
+    const n = s.nodes[1];
+    if (s.backend === "model") {
+      const c = s.clusters[s.primary];
+      c.alarms.push({ memberID: n.member!.id, alarm: "NOSPACE" });
+      note(s, `break: NOSPACE alarm on ${memberHex(n.member!.id)} (model)`);
+      return { mode: "nospace", stopped: n.label, alarmMember: n.member!.id, revision: c.revision };
+    }
+    const st = await be.status(s, n);
+    if (!st.ok) throw new Error(`Cannot read the db size of ${n.label}: ${st.error}`);
+    n.quotaBytes = (Math.ceil(st.value.dbSize / MiB) + 4) * MiB;
+    await stopGracefully(n.proc);
+    const pid = await be.restart(s, n);
+    bootedRunning(s, n, Date.now(), pid);
+    await waitFor(`${n.label} to follow a leader again`, async () => {
+      const x = await be.status(s, n);
+      return x.ok && x.value.leader !== "0";
+    });
+    const port = await leaderPort(primaryVoters(s, be));
+    const value = "ZmZm".repeat(Math.floor(FILL_VALUE_BYTES / 3)); // "fff…", base64
+    let full = "";
+    for (let i = 0; i < 1000 && !full; i++) {
+      const w = await gw(port, "kv/put", { key: b64(FILL_KEY), value }, 10_000);
+      if (!w.ok) {
+        if (!/database space exceeded/.test(w.error)) throw new Error(`write failed: ${w.error}`);
+        full = w.error;
+      }
+    }
+    if (!full) throw new Error(`${n.label} never filled its quota of ${n.quotaBytes} bytes`);
+    let alarmMember = "";
+    await waitFor("etcd to raise NOSPACE", async () => {
+      const a = await be.alarms(s, n);
+      alarmMember = a.ok ? a.value.find((x) => x.alarm === "NOSPACE")?.memberID ?? "" : "";
+      return alarmMember !== "";
+    });
+    const revision = await currentRevision(port);
+    // what kube-apiserver does every 5 minutes: history compacted, so a defrag frees it
+    const c = await gw(port, "kv/compaction", { revision: String(revision), physical: true });
+    if (!c.ok) throw new Error(`Cannot compact: ${c.error}`);
+    note(s, `break: ${n.label} quota ${n.quotaBytes} bytes; NOSPACE raised by etcd (${full})`);
+    return { mode: "nospace", stopped: n.label, alarmMember, revision };
+  },
+
+  /** Every member but the last stops: the survivor has no leader. */
+  async "quorum-lost"(s, be) {
+    const survivor = s.nodes[s.nodes.length - 1];
+    const revision = s.backend === "etcd"
+      ? await currentRevision(await leaderPort(primaryVoters(s, be)))
+      : s.clusters[s.primary].revision;
+    const stopped = s.nodes.slice(0, -1);
+    for (const n of stopped) {
+      if (s.backend === "etcd") await stopGracefully(n.proc);
+      await be.stop(s, n, true);
+      crash(s, n, Date.now());
+    }
+    await waitFor(`${survivor.label} to lose its leader`, async () => {
+      const x = await be.status(s, survivor);
+      return x.ok && /^0*$/.test(x.value.leader);
+    });
+    note(s, `break: ${stopped.map((n) => n.label).join(", ")} stopped: no leader`);
+    return { mode: "quorum-lost", stopped: stopped[0].label, alarmMember: "", revision };
+  },
+};
 
 // ---- faults ------------------------------------------------------------------------------
 
@@ -412,7 +610,10 @@ export async function status(dirArg: string): Promise<string> {
       `VIP ${s.vip} ${s.vipHolder ? `on ${s.vipHolder}` : "not held"}, alarms: ${alarms || "-"}\n`;
     const keys = s.keys
       ? `keys: ${s.keys.count} loaded under ${s.keys.prefix}, ${s.keys.late} late` +
-        (s.broken ? `; broken at revision ${s.broken.revision}` : "") + "\n"
+        (s.broken
+          ? `; broken (${s.broken.mode ?? "incident"}) at revision ${s.broken.revision}`
+          : "") +
+        "\n"
       : "";
     return head + keys + tabwrite(text) + "recent:\n" +
       s.log.slice(-8).map((l) => `  ${l}\n`).join("");
@@ -451,8 +652,16 @@ export async function down(dirArg: string): Promise<number> {
 
 export interface Check {
   name: string;
+  /** The check was made and holds. */
   ok: boolean;
+  /** The check could not be made (the model backend keeps no keys): neither ok nor failed. */
+  notChecked?: true;
   detail: string;
+}
+
+/** How the demo shows a check: `ok`, `FAIL`, or `not checked` (never shown as ok). */
+export function checkMark(c: Check): string {
+  return c.ok ? "ok         " : c.notChecked ? "not checked" : "FAIL       ";
 }
 
 /** What the demo proves after a recovery; `seedRevision` is the revision of the seed's copy. */
@@ -514,26 +723,165 @@ export async function prove(dirArg: string, seedRevision?: number): Promise<Chec
         c.revision === expectedRev,
         `revision ${c.revision} (model), seed copy ${expectedRev ?? "unknown"}`,
       );
-      add(
-        "every key written before the break reads back with its value",
-        true,
-        "not checked: the model backend keeps no keys",
-      );
+      checks.push({
+        name: "every key written before the break reads back with its value",
+        ok: false,
+        notChecked: true,
+        detail: "the model backend keeps no keys (run with real etcd to check them)",
+      });
       const a = await be.alarms(s, seed);
       add("writes work", a.ok && a.value.length === 0, a.ok ? "no alarm (model)" : a.error);
     }
-    const m = await be.members(s, seed);
-    const list = m.ok ? m.value : [];
-    const learners = list.filter((x) => x.learner).length;
-    const unnamed = list.filter((x) => !x.name).length;
-    add(
-      "all members vote",
-      m.ok && list.length === s.nodes.length && learners === 0 && unnamed === 0,
-      m.ok ? `${list.length} members, ${learners} learners, ${unnamed} not started` : m.error,
-    );
-    const a = await be.alarms(s, seed);
-    add("no alarms", a.ok && a.value.length === 0, a.ok ? `${a.value.length} alarms` : a.error);
-    add("the VIP is held", s.vipHolder !== undefined, `VIP ${s.vip} on ${s.vipHolder ?? "nobody"}`);
+    await memberChecks(s, be, seed, add);
     return checks;
   });
+}
+
+// ---- proof of a fix in place (replace, nospace): nothing restarted, nothing lost ------------
+
+/** The etcd PID of every node whose member runs now (what a fix in place must not change). */
+export async function memberPids(dirArg: string): Promise<Record<string, number>> {
+  return await onLab(dirArg, async (s) => {
+    const be = await backendOf(s);
+    await tick(s, be);
+    const pids: Record<string, number> = {};
+    for (const n of primaryVoters(s, be)) pids[n.label] = n.proc!.pid;
+    return pids;
+  });
+}
+
+/** Keys written while a fix runs, and how to stop writing. */
+export interface Writer {
+  /** Stops writing; the keys etcd acknowledged, with their values. */
+  stop(): Promise<Map<string, string>>;
+}
+
+/**
+ * Writes `/lab/during/NNNNNN` one at a time, round robin to the members of `nodes` (real
+ * etcd only; the model keeps no keys), until stopped; a write that fails is not counted.
+ */
+export function startWriter(dirArg: string, nodes: string[]): Writer {
+  const s = loadState(resolve(dirArg));
+  const ports = s.nodes.filter((n) => nodes.includes(n.label)).map((n) => n.clientPort);
+  const written = new Map<string, string>();
+  let stopped = false;
+  const loop = (async () => {
+    if (s.backend !== "etcd" || ports.length === 0) return;
+    for (let i = 0; !stopped; i++) {
+      const key = `${KEY_PREFIX}during/${pad(i)}`;
+      const value = `during-${i}`;
+      const r = await gw(ports[i % ports.length], "kv/put", { key: b64(key), value: b64(value) });
+      if (r.ok) written.set(key, value);
+      await new Promise((res) => setTimeout(res, 25));
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return written;
+    },
+  };
+}
+
+/**
+ * What the demo and the tests prove after a fix in place (`replace`, nospace): every key
+ * written before the break and `during` the fix reads back on every member; the members in
+ * `pidsBefore` but not `replaced` run with the same etcd PID (never restarted); writes
+ * work; every member votes; no alarm; the VIP is held.
+ */
+export async function proveInPlace(
+  dirArg: string,
+  o: { pidsBefore: Record<string, number>; replaced: string[]; during: Map<string, string> },
+): Promise<Check[]> {
+  return await onLab(dirArg, async (s) => {
+    const be: EtcdBackend = await backendOf(s);
+    await tick(s, be);
+    const checks: Check[] = [];
+    const add = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
+    const voters = primaryVoters(s, be);
+    if (voters.length === 0) {
+      add("etcd runs", false, "no running voter");
+      return checks;
+    }
+    const keysCheck = "every key written before the break and during the fix reads back";
+    if (s.backend === "etcd") {
+      const want = new Map([...expectedKeys(s.keys!), ...o.during]);
+      const bad: string[] = [];
+      for (const n of voters) {
+        const r = await gw(n.clientPort, "kv/range", {
+          key: b64(s.keys!.prefix),
+          range_end: prefixEnd(s.keys!.prefix),
+        }, 10_000);
+        if (!r.ok) {
+          bad.push(`${n.label}: ${r.error}`);
+          continue;
+        }
+        const got = new Map<string, string>();
+        for (const kv of (r.body.kvs ?? []) as { key: string; value?: string }[]) {
+          got.set(unb64(kv.key), unb64(kv.value ?? ""));
+        }
+        const missing = [...want].filter(([k, v]) => got.get(k) !== v);
+        if (missing.length > 0) {
+          bad.push(`${n.label}: ${missing.length} missing or wrong (first: ${missing[0][0]})`);
+        }
+      }
+      add(
+        keysCheck,
+        bad.length === 0,
+        bad.length === 0
+          ? `${want.size} keys (${o.during.size} written during the fix) on each of ` +
+            voters.map((n) => n.label).join(", ")
+          : bad.join("; "),
+      );
+      const w = await gw(voters[0].clientPort, "kv/put", {
+        key: b64(`${KEY_PREFIX}after-fix`),
+        value: b64("ok"),
+      });
+      add("writes work", w.ok, w.ok ? `put on ${voters[0].label}` : w.error);
+    } else {
+      checks.push({
+        name: keysCheck,
+        ok: false,
+        notChecked: true,
+        detail: "the model backend keeps no keys (run with real etcd to check them)",
+      });
+      const a = await be.alarms(s, voters[0]);
+      add("writes work", a.ok && a.value.length === 0, a.ok ? "no alarm (model)" : a.error);
+    }
+    const kept = Object.entries(o.pidsBefore).filter(([label]) => !o.replaced.includes(label));
+    const restarted = kept.filter(([label, pid]) => {
+      const n = s.nodes.find((x) => x.label === label)!;
+      return n.proc?.pid !== pid || !be.running(s, n);
+    });
+    add(
+      o.replaced.length > 0 ? "the healthy members never restarted" : "no member restarted",
+      kept.length > 0 && restarted.length === 0,
+      restarted.length === 0
+        ? kept.map(([label, pid]) => `${label} etcd PID ${pid}`).join(", ")
+        : `restarted: ${restarted.map(([l]) => l).join(", ")}`,
+    );
+    await memberChecks(s, be, voters[0], add);
+    return checks;
+  });
+}
+
+async function memberChecks(
+  s: LabState,
+  be: EtcdBackend,
+  via: NodeState,
+  add: (name: string, ok: boolean, detail: string) => void,
+) {
+  const m = await be.members(s, via);
+  const list = m.ok ? m.value : [];
+  const learners = list.filter((x) => x.learner).length;
+  const unnamed = list.filter((x) => !x.name).length;
+  add(
+    "all members vote",
+    m.ok && list.length === s.nodes.length && learners === 0 && unnamed === 0,
+    m.ok ? `${list.length} members, ${learners} learners, ${unnamed} not started` : m.error,
+  );
+  const a = await be.alarms(s, via);
+  add("no alarms", a.ok && a.value.length === 0, a.ok ? `${a.value.length} alarms` : a.error);
+  add("the VIP is held", s.vipHolder !== undefined, `VIP ${s.vip} on ${s.vipHolder ?? "nobody"}`);
 }

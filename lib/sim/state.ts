@@ -91,6 +91,8 @@ export interface NodeState {
   restoreAt?: number;
   restore?: { snapshot: string; skipHashCheck: boolean };
   faults: Faults;
+  /** `--quota-backend-bytes` of this node's etcd (lab break --mode nospace), if set. */
+  quotaBytes?: number;
 }
 
 /** Timings of a real cluster, in real-cluster seconds; divided by `speed` when used. */
@@ -107,6 +109,8 @@ export const TIMELINE = {
   joinRetryS: 5,
   promoteFirstS: 10,
   promoteRetryS: 15,
+  /** `etcd alarm list` without a leader: clientv3 retries its 7 s timeout ~100 times. */
+  alarmNoLeaderS: 720,
 } as const;
 
 /** A real health check gives up after 15 s of etcd's own (unscaled) time. */
@@ -147,7 +151,12 @@ export interface LabState {
   seed?: string;
   keys?: KeyPlan;
   /** What `break` did: the member stopped early and the member the alarm names. */
-  broken?: { stopped: string; alarmMember: string; revision: number };
+  broken?: {
+    mode?: "incident" | "bad-member" | "nospace" | "quorum-lost";
+    stopped: string;
+    alarmMember: string;
+    revision: number;
+  };
   /** Voting members each cluster has in etcd's member list (dead ones included). */
   voters: Record<string, number>;
   /** Model backend only: clusters by token. */

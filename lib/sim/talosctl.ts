@@ -18,13 +18,14 @@
 
 import { appendFileSync, chmodSync, existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { EtcdBackend } from "./backend.ts";
+import type { Answer, EtcdBackend } from "./backend.ts";
 import { backendOf } from "./backend_model.ts";
 import {
   byMemberId,
   dialError,
   goClean,
   goQuote,
+  memberHex,
   multierror,
   nodeRpcError,
   renderAddresses,
@@ -34,7 +35,9 @@ import {
   renderStatus,
   renderVersionClient,
   renderVersionServer,
+  rpcError,
   type ServiceView,
+  tabwrite,
 } from "./format.ts";
 import { REPO_ROOT } from "./paths.ts";
 import { answerAfter } from "./after.ts";
@@ -46,11 +49,12 @@ import {
   type LabState,
   nodeDir,
   type NodeState,
+  note,
   reachable,
   scaled,
   update,
 } from "./state.ts";
-import { rebootNode, resetNode, startBootstrap, tick } from "./tick.ts";
+import { markCrashed, rebootNode, resetNode, startBootstrap, tick } from "./tick.ts";
 
 export const ETCD_DB = "/var/lib/etcd/member/snap/db";
 
@@ -59,6 +63,8 @@ export interface Reply {
   stdout: string;
   stderr: string;
   code: number;
+  /** Printed only after this long (ms), outside the lab's lock: a call that hangs. */
+  delayMs?: number;
 }
 
 const ok = (stdout = ""): Reply => ({ stdout, stderr: "", code: 0 });
@@ -494,6 +500,11 @@ export async function answer(
       `command "${command === "cp" ? "copy" : command}" is not supported with multiple nodes`,
     );
   }
+  if (p.words[0] === "etcd" && p.words[1] === "remove-member" && p.words.length === 3) {
+    // talosctl parses the ID before it dials
+    const id = parseMemberId(p.words[2]);
+    if ("error" in id) return fail(id.error);
+  }
   if (["service", "get", "etcd"].includes(command)) {
     const prefix = {
       service: "error listing services: ",
@@ -503,6 +514,7 @@ export async function answer(
         "etcd alarm disarm": "error disarming alarms: ",
         "etcd status": "error getting status: ",
         "etcd members": "error getting members: ",
+        "etcd defrag": "",
       }[cmd] ?? "",
     }[command] ?? "";
     const ep = endpointError(s, p, prefix);
@@ -512,16 +524,18 @@ export async function answer(
     case "service etcd":
       return serviceEtcd(s, p, now);
     case "etcd alarm list":
-      return await etcdQuery(s, be, p, "error getting alarms: ", (n) => be.alarms(s, n), alarmRows);
+      return await blockedWithoutLeader(s, be, p, "error getting alarms: ", "list") ??
+        await etcdQuery(s, be, p, "error getting alarms: ", (n) => be.alarms(s, n), alarmRows);
     case "etcd alarm disarm":
-      return await etcdQuery(
-        s,
-        be,
-        p,
-        "error disarming alarms: ",
-        (n) => be.disarm(s, n),
-        alarmRows,
-      );
+      return await blockedWithoutLeader(s, be, p, "error disarming alarms: ", "disarm") ??
+        await etcdQuery(
+          s,
+          be,
+          p,
+          "error disarming alarms: ",
+          (n) => be.disarm(s, n),
+          alarmRows,
+        );
     case "etcd status":
       return await etcdQuery(
         s,
@@ -537,7 +551,7 @@ export async function answer(
         be,
         p,
         "error getting members: ",
-        (n) => be.members(s, n),
+        (n) => withLeader(s, be, n, () => be.members(s, n)),
         (rows) =>
           renderMembers(rows.flatMap((r) =>
             [...r.value].sort(byMemberId).map((m) => ({
@@ -557,6 +571,15 @@ export async function answer(
       return addresses(s, p);
     case "version":
       return version(s, p);
+    case "get volumestatus ETCD":
+    case "get volumestatuses ETCD":
+    case "get vs ETCD":
+      return volumeStatus(s, p);
+    case "etcd defrag":
+      return await defrag(s, be, p);
+  }
+  if (p.words[0] === "etcd" && p.words[1] === "remove-member") {
+    return await removeMember(s, be, p, now);
   }
   switch (command) {
     case "cp":
@@ -571,6 +594,177 @@ export async function answer(
   }
   if (command === "") return fail("talosctl-sim: no command given");
   return fail(`unknown command ${goQuote(cmd)} for "talosctl" (not simulated by talosctl-sim)`);
+}
+
+// ---- triage commands: get volumestatus, etcd remove-member, etcd defrag, no leader ------
+
+/** `get volumestatus ETCD`: a directory under EPHEMERAL, ready (Talos ≥ 1.10, no ETCD partition). */
+function volumeStatus(s: LabState, p: Parsed): Reply {
+  let text = "NODE\tNAMESPACE\tTYPE\tID\tVERSION\tTYPE\tPHASE\tLOCATION\tSIZE\n";
+  const errors: string[] = [];
+  let rows = 0;
+  for (const t of targets(s, p)) {
+    if (t.error) errors.push(t.error);
+    else {
+      text += `${t.label}\truntime\tVolumeStatus\tETCD\t1\tdirectory\tready\t\t\n`;
+      rows++;
+    }
+  }
+  return combine("", rows > 0 ? tabwrite(text) : "", errors);
+}
+
+/** Talos' parse of the member ID: `strconv.ParseUint(arg, 16, 64)`. */
+export function parseMemberId(arg: string): { id: string } | { error: string } {
+  const why = !/^[0-9a-fA-F]+$/.test(arg)
+    ? "invalid syntax"
+    : BigInt(`0x${arg}`) >= 1n << 64n
+    ? "value out of range"
+    : undefined;
+  if (why) {
+    return {
+      error: `error parsing member ID: error parsing etcd member id: strconv.ParseUint: parsing ` +
+        `${goQuote(arg)}: ${why}`,
+    };
+  }
+  return { id: BigInt(`0x${arg}`).toString() };
+}
+
+/** Whether the node's member knows a leader (`etcd status` answers without quorum). */
+async function noLeader(s: LabState, be: EtcdBackend, n: NodeState): Promise<boolean> {
+  const st = await be.status(s, n);
+  return st.ok && !st.value.learner && /^0*$/.test(st.value.leader);
+}
+
+/** etcd 3.6 lists members linearizably: without a leader it answers `etcdserver: no leader`. */
+async function withLeader<T>(
+  s: LabState,
+  be: EtcdBackend,
+  n: NodeState,
+  query: () => Promise<Answer<T>>,
+): Promise<Answer<T>> {
+  if (await noLeader(s, be, n)) {
+    return { ok: false, error: "etcdserver: no leader", transient: false };
+  }
+  return await query();
+}
+
+/**
+ * `etcd alarm list|disarm` on a node whose member has no leader: a raft proposal that never
+ * commits; clientv3 retries its 7 s timeout ~100 times, so talosctl answers after ~12 min
+ * (scaled by the lab's speed) with DeadlineExceeded. Undefined when every node has a leader.
+ */
+async function blockedWithoutLeader(
+  s: LabState,
+  be: EtcdBackend,
+  p: Parsed,
+  prefix: string,
+  what: "list" | "disarm",
+): Promise<Reply | undefined> {
+  const stuck: string[] = [];
+  for (const t of targets(s, p)) {
+    if (t.node && etcdRunning(s, be, t.node) && await noLeader(s, be, t.node)) stuck.push(t.label);
+  }
+  if (stuck.length === 0) return undefined;
+  const desc = `failed to ${what} etcd alarms: ` +
+    rpcError("DeadlineExceeded", "context deadline exceeded");
+  const errors = stuck.map((l) => nodeRpcError(l, "DeadlineExceeded", desc));
+  return { ...fail(prefix + multierror(errors)), delayMs: scaled(s, "alarmNoLeaderS") };
+}
+
+/** `etcd remove-member <hex id>`: asks each `-n` node's member to remove the member. */
+async function removeMember(
+  s: LabState,
+  be: EtcdBackend,
+  p: Parsed,
+  now: number,
+): Promise<Reply> {
+  if (p.words.length !== 3) return fail(`accepts 1 arg(s), received ${p.words.length - 2}`);
+  const parsed = parseMemberId(p.words[2]);
+  if ("error" in parsed) return fail(parsed.error);
+  const dec = parsed.id;
+  const errors: string[] = [];
+  for (const t of targets(s, p)) {
+    if (t.error) {
+      errors.push(t.error);
+      continue;
+    }
+    const n = t.node!;
+    if (!etcdRunning(s, be, n)) {
+      errors.push(nodeRpcError(t.label, "Unknown", NO_ETCD));
+      continue;
+    }
+    const err = await noLeader(s, be, n)
+      ? "etcdserver: no leader"
+      : await be.removeMember(s, n, dec);
+    if (err === undefined) {
+      await afterRemove(s, be, dec, now);
+      continue;
+    }
+    errors.push(
+      /member not found/.test(err)
+        ? nodeRpcError(t.label, "NotFound", `failed to remove member ${dec}: ${err}`)
+        : nodeRpcError(
+          t.label,
+          "Unknown",
+          `failed to remove member: failed to remove member ${dec}: ${err}`,
+        ),
+    );
+  }
+  return combine("", "", errors);
+}
+
+/**
+ * The lab's bookkeeping after member `id` left the primary cluster. A removed member that
+ * runs stops by itself (real etcd: "the member has been permanently removed"); the model's
+ * is stopped here.
+ */
+async function afterRemove(s: LabState, be: EtcdBackend, id: string, now: number) {
+  const owner = s.nodes.find((n) => n.member?.id === id && n.member.cluster === s.primary);
+  if (!owner) return;
+  if (!owner.member!.learner) s.voters[s.primary] = (s.voters[s.primary] ?? 1) - 1;
+  owner.member = { ...owner.member!, cluster: `removed-${s.primary}` };
+  note(s, `${owner.label}: member ${memberHex(id)} removed from the cluster`);
+  if (s.backend === "model" && be.running(s, owner)) {
+    await be.stop(s, owner, true);
+    if (owner.phase === "running") markCrashed(s, owner, now, "its member was removed");
+  }
+}
+
+const DEFRAG_USAGE = `
+Usage:
+  talosctl etcd defrag [flags]
+
+Flags:
+  -h, --help   help for defrag
+
+Global Flags:
+  -c, --cluster string             Cluster to connect to if a proxy endpoint is used.
+      --context string             Context to be used in command
+  -e, --endpoints strings          override default endpoints in Talos configuration
+  -n, --nodes strings              target the specified nodes
+      --siderov1-keys-dir string   The path to the SideroV1 auth PGP keys directory. Defaults to 'SIDEROV1_KEYS_DIR' env variable if set, otherwise '$HOME/.talos/keys'. Only valid for Contexts that use SideroV1 auth.
+      --talosconfig string         The path to the Talos configuration file. Defaults to 'TALOSCONFIG' env variable if set, otherwise '$HOME/.talos/config' and '/var/run/secrets/talos.dev/config' in order.
+`;
+
+/** `etcd defrag` on one node: etcd's own defragmentation of that member; prints nothing. */
+async function defrag(s: LabState, be: EtcdBackend, p: Parsed): Promise<Reply> {
+  if ((p.flags.get("nodes") ?? []).length > 1) {
+    return fail(`command "etcd defrag" is not supported with multiple nodes\n${DEFRAG_USAGE}`);
+  }
+  const t = targets(s, p)[0];
+  if (t.error) return fail(multierror([t.error]));
+  const n = t.node!;
+  if (!etcdRunning(s, be, n)) return fail(multierror([nodeRpcError(t.label, "Unknown", NO_ETCD)]));
+  const err = n.member?.learner
+    ? "etcdserver: rpc not supported for learner"
+    : await be.defrag(s, n);
+  if (err === undefined) {
+    note(s, `${n.label}: defragmented`);
+    return ok();
+  }
+  return fail(
+    multierror([nodeRpcError(t.label, "Unknown", `failed to defragment etcd: ${err}`)]),
+  );
 }
 
 function alarmRows(rows: { label: string; value: { memberID: string; alarm: string }[] }[]) {
@@ -604,12 +798,14 @@ export async function run(argv: string[], dir = labDir(), at?: number): Promise<
     await tick(s, be, now);
     return await answer(s, be, parsed, now);
   });
+  const { delayMs, ...printed } = reply;
+  if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
   appendFileSync(
     join(dir, "calls.log"),
-    JSON.stringify({ at: new Date().toISOString(), cwd: Deno.cwd(), argv, code: reply.code }) +
+    JSON.stringify({ at: new Date().toISOString(), cwd: Deno.cwd(), argv, code: printed.code }) +
       "\n",
   );
-  return reply;
+  return printed;
 }
 
 function writeAll(stream: { writeSync(p: Uint8Array): number }, text: string) {

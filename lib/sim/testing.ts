@@ -88,6 +88,19 @@ export function sample(name: string): string {
   return readFileSync(join(dir, name), "utf8");
 }
 
+const TRIAGE_DIRS = [
+  join(REPO_ROOT, "fixtures", "talosctl-triage"),
+  join(REPO_ROOT, "fixtures", "sim", "talosctl-triage"),
+  join(REPO_ROOT, "fixtures", "talosctl-extra"),
+];
+
+/** A triage reference sample (remove-member, defrag, no leader, NOSPACE, volumestatus…). */
+export function triageSample(name: string): string {
+  const dir = TRIAGE_DIRS.find((d) => existsSync(join(d, name)));
+  if (!dir) throw new Error(`reference sample ${name} not found in ${TRIAGE_DIRS.join(", ")}`);
+  return readFileSync(join(dir, name), "utf8");
+}
+
 /** A sample with the example cluster's addresses swapped for the lab's (same lengths aside). */
 export function asLab(text: string): string {
   return text.replaceAll("192.168.53.", "127.0.53.");

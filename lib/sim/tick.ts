@@ -8,7 +8,8 @@
  * real cluster's (`TIMELINE`) divided by the lab's speed.
  */
 
-import { rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import type { EtcdBackend } from "./backend.ts";
 import {
   addEvent,
@@ -85,15 +86,25 @@ export async function tick(s: LabState, be: EtcdBackend, now = Date.now()): Prom
   electVip(s, writable);
 }
 
-/** etcd on `n` stopped: containerd restarts it forever, health fails, the lab notes `why`. */
-export function markCrashed(s: LabState, n: NodeState, now: number, why: string): void {
+/**
+ * etcd on `n` stopped: containerd restarts it forever, health fails, the lab notes `why`.
+ * `lastLog`: the fatal line etcd ended with (exit code 1), which Talos shows with `%q`.
+ */
+export function markCrashed(
+  s: LabState,
+  n: NodeState,
+  now: number,
+  why: string,
+  lastLog?: string,
+): void {
   n.phase = "crashed";
   n.phaseAt = now;
   addEvent(
     n,
     now,
     "Waiting",
-    'Error running Containerd(etcd), going to restart forever: task "etcd" failed: exit code 2',
+    'Error running Containerd(etcd), going to restart forever: task "etcd" failed: ' +
+      (lastLog === undefined ? "exit code 2" : `exit code 1 (last log ${JSON.stringify(lastLog)})`),
   );
   n.health = { ok: false, message: "service not running" };
   n.healthPending = false;
@@ -101,7 +112,10 @@ export function markCrashed(s: LabState, n: NodeState, now: number, why: string)
 }
 
 async function advanceNode(s: LabState, be: EtcdBackend, n: NodeState, now: number) {
-  if (n.phase === "running" && !be.running(s, n)) markCrashed(s, n, now, "etcd exited");
+  if (n.phase === "running" && !be.running(s, n)) {
+    const fatal = fatalLogLine(s, n);
+    markCrashed(s, n, now, fatal ? `etcd exited: ${fatal.slice(0, 200)}` : "etcd exited", fatal);
+  }
   if (n.phase === "down" && n.bootAt !== undefined && now >= n.bootAt) {
     if (n.faults.stuckReset) {
       n.phase = "off";
@@ -312,6 +326,15 @@ function electVip(s: LabState, writable: boolean) {
     note(s, next ? `VIP ${s.vip} moves to ${next.label}` : `VIP ${s.vip} released`);
   }
   s.vipHolder = next?.label;
+}
+
+/** The last line of the node's etcd log when it is etcd's own fatal exit (zap `fatal`). */
+export function fatalLogLine(s: LabState, n: NodeState): string | undefined {
+  const file = join(s.dir, "logs", `${n.label}.log`);
+  if (!existsSync(file)) return undefined;
+  const lines = readFileSync(file, "utf8").trimEnd().split("\n");
+  const last = lines[lines.length - 1] ?? "";
+  return /^\{"level":"(fatal|panic)"/.test(last) ? last : undefined;
 }
 
 function errorText(error: unknown): string {
