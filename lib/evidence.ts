@@ -17,7 +17,14 @@ import { sub, talos } from "./talosctl.ts";
 import type { CopiesEvidence, NodeEvidence, TriageInput } from "./triage.ts";
 
 /** Every look, at every node at once; then the copies, when OUT holds them. */
-export async function gather(ctx: Ctx): Promise<TriageInput> {
+export async function gather(
+  ctx: Ctx,
+  /**
+   * Read the copies in OUT too. @default true; false after a fix: copies taken before it say
+   * nothing of the cluster as it is now.
+   */
+  options: { copies?: boolean } = {},
+): Promise<TriageInput> {
   const evidence = new Map<string, NodeEvidence>();
   const step = "diagnose";
   await Promise.all(ctx.opts.nodes.map(async (node) => {
@@ -44,7 +51,7 @@ export async function gather(ctx: Ctx): Promise<TriageInput> {
     evidence,
     members: view.members,
     alarms: view.alarms,
-    copies: await copiesEvidence(ctx),
+    copies: options.copies === false ? undefined : await copiesEvidence(ctx),
   };
 }
 

@@ -122,7 +122,9 @@ export async function checkBeforeWipe(
   if (view && !view.members) {
     ctx.log.warn(`could not list etcd members: not checked that --nodes names them all`);
   }
-  const healthy = healthyEvidence(view, ctx.opts.nodes);
+  // recover's triage has judged health from every node already (a crash-looping member is
+  // still listed as a voter): only a wipe on its own asks here
+  const healthy = looked ? undefined : healthyEvidence(view, ctx.opts.nodes);
   if (healthy) {
     if (!ctx.opts.force) {
       throw new RefusedError(`Refusing to wipe a healthy cluster: ${healthy}`, {

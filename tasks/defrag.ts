@@ -55,7 +55,7 @@ export async function defragProcedure(ctx: Ctx, d: Decision): Promise<void> {
   await clearAlarms(ctx, leader);
   const warnings = await quotaCheck(ctx, order);
   for (const w of warnings) ctx.log.warn(w);
-  const after = decide(await gather(ctx));
+  const after = decide(await gather(ctx, { copies: false }));
   if (after.verdict !== "healthy") {
     throw new StepError(`After the defrag the verdict is ${after.verdict}, not healthy`, {
       hint: `${after.reasons.join("; ")}; run deno task diagnose again`,

@@ -56,7 +56,7 @@ export async function replaceProcedure(ctx: Ctx, d: Decision): Promise<void> {
   ctx.continueWith ??= taskCommand("replace", ctx.opts, ["--yes"]);
   for (const b of bad) await replaceOne(ctx, via, b.node, b.memberId);
   if (d.alarms.length > 0 || bad.length > 0) await clearAlarms(ctx, via);
-  const after = decide(await gather(ctx));
+  const after = decide(await gather(ctx, { copies: false }));
   if (after.verdict !== "healthy") {
     throw new StepError(`After the replacement the verdict is ${after.verdict}, not healthy`, {
       hint: `${after.reasons.join("; ")}; run deno task diagnose again`,

@@ -106,7 +106,9 @@ async function refused(
   const out = tempOut();
   const flag = await realCopies(out, copies);
   const nodes = Object.keys(copies);
-  const w = fakeWorld([...preflightRecs(nodes), ...noTools(out, nodes)]);
+  // recover looks at the cluster too before it decides (its triage); wipe refuses first
+  const cluster = task === recover ? brokenClusterRecs(nodes) : [];
+  const w = fakeWorld([...preflightRecs(nodes), ...noTools(out, nodes), ...cluster]);
   w.deps.db = nativeReader;
   const code = await task([...flag, "--yes", ...extra], w.deps);
   assert.equal(code, 2, w.stderr());

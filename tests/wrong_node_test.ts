@@ -11,6 +11,7 @@ import { main as recover } from "../tasks/recover.ts";
 import { fakeWorld } from "./replay.ts";
 import {
   brokenClusterRecs,
+  corruptWithLeaderRecs,
   fullRecoveryRecs,
   makeCopies,
   NODES_FLAG,
@@ -126,7 +127,11 @@ Deno.test("wipe refuses when etcd lists a member that is not in --nodes", async 
   const out = tempOut();
   const two = ["192.168.53.10", SEED];
   makeCopies(out, two);
-  const w = fakeWorld([...preflightRecs(two), ...statusRecs(out, two), ...brokenClusterRecs(two)]);
+  const w = fakeWorld([
+    ...preflightRecs(two),
+    ...statusRecs(out, two),
+    ...corruptWithLeaderRecs(two),
+  ]);
   const code = await wipe(["--nodes", two.join(","), "--out", out, "--yes"], w.deps);
   assert.equal(code, 2);
   w.replay.assertDone();

@@ -1,0 +1,139 @@
+/**
+ * `recover` diagnoses first and takes the least destructive way back: on a cluster where one
+ * member crash-loops while two hold quorum it replaces that member only; `--seed` there is
+ * refused naming the smaller fix; `--full` still goes to the rebuild. Strict replay.
+ */
+
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { main as recover } from "../tasks/recover.ts";
+import { fakeWorld, type Recording } from "./replay.ts";
+import {
+  extractRecs,
+  fxFor,
+  NODES,
+  NODES_FLAG,
+  rec,
+  statusRecs,
+  T,
+  tempOut,
+  VIP,
+} from "./scenario.ts";
+
+const [N10, N11, N12] = NODES;
+const triage = (name: string) =>
+  readFileSync(new URL(`../fixtures/talosctl-triage/${name}`, import.meta.url), "utf8");
+const MUTATING = / reset | bootstrap | alarm disarm| reboot | remove-member | defrag/;
+const CRASH_LOOP = triage("service-etcd.crashloop-corrupt-check.txt");
+
+const unreachable = (cmd: string, n: string): Recording => ({
+  cmd,
+  stderr: fxFor("service-etcd.connection-refused.direct.err.txt", n),
+  code: 1,
+});
+function statusOf(n: string, sample: string): Recording {
+  const [header, ...rows] = triage(sample).split("\n").filter((l) => l.trim() !== "");
+  const row = rows.find((r) => r.startsWith(`${n} `));
+  return { cmd: T(n, "etcd", "status"), stdout: `${header}\n${row}\n` };
+}
+const etcdVolume = (n: string): Recording => ({
+  cmd: T(n, "get", "volumestatus", "ETCD"),
+  stdout: readFileSync(
+    new URL("../fixtures/talosctl-extra/volumestatus-etcd.directory.txt", import.meta.url),
+    "utf8",
+  ).replaceAll("192.168.53.11", n),
+});
+
+/** Pre-flight on the cluster where .12 crash-loops: every node answers, .12's etcd Waiting. */
+const preflight = (): Recording[] =>
+  NODES.flatMap((n) => [
+    { cmd: T(n, "version"), stdout: fxFor("version.txt", n) },
+    n === N12
+      ? { cmd: T(n, "service", "etcd"), stdout: CRASH_LOOP }
+      : rec.service(n, "service-etcd.running-ok.txt"),
+    etcdVolume(n),
+  ]);
+/** The cluster's answers before the wipe: .10 and .11 follow the leader .11, .12 is down. */
+const cluster = (): Recording[] => [
+  statusOf(N10, "etcd-status.one-node-down.txt"),
+  statusOf(N11, "etcd-status.one-node-down.txt"),
+  unreachable(T(N12, "etcd", "status"), N12),
+  ...[N10, N11].flatMap((n) => [
+    rec.alarms(n, "etcd-alarm-list.empty.txt"),
+    { cmd: T(n, "etcd", "members"), stdout: triage("etcd-members.before-remove.txt") },
+  ]),
+];
+const badMember = (out: string) => [
+  ...preflight(),
+  ...extractRecs(out),
+  ...statusRecs(out),
+  ...cluster(),
+];
+
+Deno.test("recover on a cluster with one bad member replaces only that member: nothing is wiped on the others", async () => {
+  const out = tempOut();
+  const reset12 = rec.reset(N12);
+  const healthy: Recording[] = [
+    ...NODES.map((n) => ({ cmd: T(n, "version"), stdout: fxFor("version.txt", n) })),
+    ...NODES.map((n) => rec.service(n, "service-etcd.running-ok.txt")),
+    ...NODES.map((n) => rec.etcdStatus(n, "etcd-status.all-nodes.txt")),
+    ...NODES.flatMap((n) => [
+      rec.alarms(n, "etcd-alarm-list.empty.txt"),
+      rec.members(n, "etcd-members.txt"),
+    ]),
+  ];
+  const w = fakeWorld([
+    ...badMember(out),
+    { cmd: T(N11, "etcd", "remove-member", "d2c3b4a596877869"), stdout: "" },
+    reset12,
+    rec.refused(N12),
+    rec.service(N12, "service-etcd.running-ok.txt"),
+    rec.members(N11, "etcd-members.txt"),
+    rec.alarms(N11, "etcd-alarm-list.empty.txt"),
+    ...healthy,
+  ]);
+  const code = await recover([...NODES_FLAG, "--vip", VIP, "--out", out, "--yes"], w.deps);
+  assert.equal(code, 0, w.stderr());
+  w.replay.assertDone();
+  assert.deepEqual(w.replay.callsMatching(MUTATING), [
+    T(N11, "etcd", "remove-member", "d2c3b4a596877869"),
+    reset12.cmd,
+  ]);
+  assert.match(w.stderr(), /verdict: replace/);
+  assert.match(w.stderr(), /192\.168\.53\.12 is bad: .*found data inconsistency/);
+  assert.match(w.stderr(), /ok: healthy: /);
+});
+
+Deno.test("recover --seed on a cluster with a smaller fix is refused (exit 2), naming it and --full", async () => {
+  const out = tempOut();
+  const w = fakeWorld(badMember(out));
+  const code = await recover(
+    [...NODES_FLAG, "--vip", VIP, "--out", out, "--yes", "--seed", N11],
+    w.deps,
+  );
+  assert.equal(code, 2, w.stderr());
+  w.replay.assertDone();
+  assert.deepEqual(w.replay.callsMatching(MUTATING), []);
+  assert.match(
+    w.stderr(),
+    /--seed 192\.168\.53\.11 asks for the full rebuild, but a smaller way back exists: replace/,
+  );
+  assert.match(
+    w.stderr(),
+    /without --seed to take it \(replace only the bad members.*or add --full/,
+  );
+});
+
+Deno.test("recover --full rebuilds even where replace would do: it goes on to the safety check and the wipe's question", async () => {
+  const out = tempOut();
+  const w = fakeWorld(badMember(out), { answers: ["n"] });
+  const code = await recover([...NODES_FLAG, "--vip", VIP, "--out", out, "--full"], w.deps);
+  assert.equal(code, 3, w.stderr());
+  w.replay.assertDone();
+  assert.deepEqual(w.replay.callsMatching(MUTATING), []);
+  assert.match(w.stderr(), /the full rebuild because of --full, though the verdict is replace/);
+  assert.match(
+    w.stderr(),
+    /About to WIPE etcd on 192\.168\.53\.10, 192\.168\.53\.11, 192\.168\.53\.12/,
+  );
+});
