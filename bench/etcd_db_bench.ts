@@ -21,10 +21,10 @@
  *          [--lab-backend auto|etcd|model]
  */
 
-import { readRevision, readStatus } from "../lib/etcd_db.ts";
-import { formatStatusJson } from "../lib/etcd_db_format.ts";
-import { humanizeBytes } from "../lib/humanize.ts";
-import { crc32cUpdate } from "../lib/crc32c.ts";
+import { readRevision, readStatus } from "../lib/db/etcd_db.ts";
+import { formatStatusJson } from "../lib/db/etcd_db_format.ts";
+import { humanizeBytes } from "../lib/run/humanize.ts";
+import { crc32cUpdate } from "../lib/db/crc32c.ts";
 import { benchStatus } from "./status_bench.ts";
 import { benchRecovery } from "./recovery_bench.ts";
 

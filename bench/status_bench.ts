@@ -11,8 +11,9 @@
 
 import { chmodSync, copyFileSync, existsSync, mkdirSync, statSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import { copyFile, sha256File, writeManifest } from "../lib/manifest.ts";
-import type { CopyRecord } from "../lib/manifest.ts";
+import { copyFile, writeManifest } from "../lib/recovery/manifest.ts";
+import { sha256File } from "../lib/db/sha256.ts";
+import type { CopyRecord } from "../lib/recovery/manifest.ts";
 
 const NODES = ["192.168.53.10", "192.168.53.11", "192.168.53.12"];
 const STATUS_TASK = new URL("../tasks/02_status.ts", import.meta.url).pathname;

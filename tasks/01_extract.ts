@@ -15,27 +15,28 @@
 
 import { chmodSync, existsSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { type Ctx, step } from "../lib/context.ts";
-import type { Deps } from "../lib/deps.ts";
-import { InterruptedError, StepError } from "../lib/errors.ts";
-import { EtcdDbError, summarize } from "../lib/etcd_db.ts";
-import { humanizeBytes } from "../lib/humanize.ts";
-import { ensurePrivateDir } from "../lib/journal.ts";
-import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
+import { type Ctx, step } from "../lib/run/context.ts";
+import type { Deps } from "../lib/run/deps.ts";
+import { InterruptedError, StepError } from "../lib/run/errors.ts";
+import { EtcdDbError, summarize } from "../lib/db/etcd_db.ts";
+import { humanizeBytes } from "../lib/run/humanize.ts";
+import { ensurePrivateDir } from "../lib/run/journal.ts";
+import { mainEntry, runTask, type TaskDef } from "../lib/recovery/main.ts";
 import {
   copyDir,
   copyFile,
   type Manifest,
   readManifest,
-  sha256File,
   verifyCopy,
   writeManifest,
-} from "../lib/manifest.ts";
-import { formatMs } from "../lib/poll.ts";
-import { tail } from "../lib/parse.ts";
-import { COPY_TIMEOUT_MS, shellLine, sub, talos } from "../lib/talosctl.ts";
-import { copyDbPlan, parallelPlan } from "../lib/plan.ts";
-import { printPlan } from "../lib/confirm.ts";
+} from "../lib/recovery/manifest.ts";
+import { sha256File } from "../lib/db/sha256.ts";
+import { formatMs } from "../lib/run/poll.ts";
+import { tail } from "../lib/run/command.ts";
+import { COPY_TIMEOUT_MS, sub, talos } from "../lib/talos/talosctl.ts";
+import { shellLine } from "../lib/run/command.ts";
+import { copyDbPlan, parallelPlan } from "../lib/talos/plan.ts";
+import { printPlan } from "../lib/recovery/confirm.ts";
 
 export const task: TaskDef = {
   name: "extract",

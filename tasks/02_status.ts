@@ -18,18 +18,23 @@
  * Usage:    deno task status [--nodes A,B,C] [--out DIR] [--seed N] [--json] [--force]
  */
 
-import { type Ctx, step } from "../lib/context.ts";
-import type { Deps } from "../lib/deps.ts";
-import { RefusedError, StepError } from "../lib/errors.ts";
-import { humanizeBytes } from "../lib/humanize.ts";
-import { agreement, inspectCopies, type Inspection, notComparedReason } from "../lib/inspect.ts";
-import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
-import { printPlan } from "../lib/confirm.ts";
-import { shellLine } from "../lib/talosctl.ts";
-import { copyFile } from "../lib/manifest.ts";
+import { type Ctx, step } from "../lib/run/context.ts";
+import type { Deps } from "../lib/run/deps.ts";
+import { RefusedError, StepError } from "../lib/run/errors.ts";
+import {
+  agreement,
+  inspectCopies,
+  type Inspection,
+  notComparedReason,
+} from "../lib/recovery/inspect.ts";
+import { mainEntry, runTask, type TaskDef } from "../lib/recovery/main.ts";
+import { printPlan } from "../lib/recovery/confirm.ts";
+import { shellLine } from "../lib/run/command.ts";
+import { copyFile } from "../lib/recovery/manifest.ts";
 import { join } from "node:path";
 import { existsSync } from "node:fs";
-import { readProgress } from "../lib/resume.ts";
+import { readProgress } from "../lib/recovery/resume.ts";
+import { statusTable } from "../lib/recovery/inspect.ts";
 
 export const task: TaskDef = {
   name: "status",
@@ -148,36 +153,6 @@ export function statusPlan(ctx: Ctx): string[] {
     ),
     "fi",
   ];
-}
-
-/**
- * The table for people; `seed` (default: the highest revision; null: none) is marked in NOTE.
- */
-export function statusTable(
-  insp: Inspection,
-  seed: string | null | undefined = insp.choice?.seed,
-): string {
-  const header = ["NODE", "REVISION", "KEYS", "SIZE", "HASH", "ALARMS", "INTACT", "AGREES", "NOTE"];
-  const rows = insp.rows.map((r) => [
-    r.node,
-    r.status ? String(r.status.revision) : "-",
-    r.status ? String(r.status.totalKey) : "-",
-    r.status ? humanizeBytes(r.status.totalSize) : "-",
-    r.status ? r.status.hash.toString(16).padStart(8, "0") : "-",
-    r.status ? [...new Set(r.status.alarms.map((a) => a.type))].join(",") || "-" : "-",
-    !r.intact ? "no" : insp.manifest.copies[r.node] ? "yes" : "unverified",
-    agreement(insp, r.node),
-    r.problem ??
-      [
-        r.node === seed ? "seed" : "",
-        notComparedReason(insp, r.node) ? `not compared: ${notComparedReason(insp, r.node)}` : "",
-        r.status?.crossCheck ?? "",
-      ].filter(Boolean).join("; "),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  return [header, ...rows].map((cells) =>
-    cells.map((c, i) => c.padEnd(widths[i])).join("   ").trimEnd()
-  ).join("\n");
 }
 
 export function statusJson(insp: Inspection, withheld?: Error) {

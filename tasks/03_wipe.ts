@@ -10,19 +10,24 @@
  * Refuses:  without an intact copy of the seed (never overridable); while any node's copy is
  *           missing or unreadable, a --seed below the highest revision, or a healthy cluster
  *           (each overridable with --force). Asks first unless --yes.
- * Re-run:   a wipe not finished is finished (lib/phase.ts wipeStep: a node whose reset took
+ * Re-run:   a wipe not finished is finished (lib/recovery/phase.ts wipeStep: a node whose reset took
  *           is not reset again); a finished one sends nothing; after an accepted bootstrap,
  *           refused.
  * Raw:      talosctl -e 192.168.53.10 -n 192.168.53.10 reset --system-labels-to-wipe EPHEMERAL --graceful=false --reboot --wait=false
  * Usage:    deno task wipe --nodes A,B,C [--seed N] [--out DIR] [--yes] [--force] [--timeout 10m]
  */
 
-import { type Ctx, step } from "../lib/context.ts";
-import type { Deps } from "../lib/deps.ts";
-import { RefusedError, StepError } from "../lib/errors.ts";
-import { checkEveryCopy, inspectCopies, type Inspection, resolveSeed } from "../lib/inspect.ts";
-import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
-import { confirm, printPlan } from "../lib/confirm.ts";
+import { type Ctx, step } from "../lib/run/context.ts";
+import type { Deps } from "../lib/run/deps.ts";
+import { RefusedError, StepError } from "../lib/run/errors.ts";
+import {
+  checkEveryCopy,
+  inspectCopies,
+  type Inspection,
+  resolveSeed,
+} from "../lib/recovery/inspect.ts";
+import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/recovery/main.ts";
+import { confirm, printPlan } from "../lib/recovery/confirm.ts";
 import {
   askCluster,
   type ClusterView,
@@ -32,16 +37,21 @@ import {
   membersOutside,
   SERVICE_POLL_MS,
   startedWithin,
-} from "../lib/cluster.ts";
-import { poll } from "../lib/poll.ts";
-import { sub, talos } from "../lib/talosctl.ts";
-import { etcdIsPlan, parallelPlan, talosPlan, waitForPlan } from "../lib/plan.ts";
-import { tail } from "../lib/parse.ts";
-import { type Progress, readProgress, resumedSeed, unfinishedWipe } from "../lib/resume.ts";
-import { refuseAfterBootstrap, wipedEarlier, wipeStep } from "../lib/phase.ts";
-import { preflight } from "../lib/preflight.ts";
-import { statusTable } from "./02_status.ts";
-import { verifiedSeedCopy } from "./05_bootstrap.ts";
+} from "../lib/talos/cluster.ts";
+import { poll } from "../lib/run/poll.ts";
+import { sub, talos } from "../lib/talos/talosctl.ts";
+import { etcdIsPlan, parallelPlan, talosPlan, waitForPlan } from "../lib/talos/plan.ts";
+import { tail } from "../lib/run/command.ts";
+import {
+  type Progress,
+  readProgress,
+  resumedSeed,
+  unfinishedWipe,
+} from "../lib/recovery/resume.ts";
+import { refuseAfterBootstrap, wipedEarlier, wipeStep } from "../lib/recovery/phase.ts";
+import { preflight } from "../lib/talos/preflight.ts";
+import { statusTable } from "../lib/recovery/inspect.ts";
+import { verifiedSeedCopy } from "../lib/recovery/inspect.ts";
 
 export const task: TaskDef = {
   name: "wipe",

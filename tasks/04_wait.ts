@@ -10,16 +10,14 @@
  * Usage:    deno task wait --nodes A,B,C [--seed N] [--out DIR] [--timeout 10m]
  */
 
-import { type Ctx, step } from "../lib/context.ts";
-import type { Deps } from "../lib/deps.ts";
-import { planSeed, seedOf } from "../lib/inspect.ts";
-import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
-import { printPlan } from "../lib/confirm.ts";
-import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster.ts";
-import { poll } from "../lib/poll.ts";
-import { etcdIsPlan, waitForPlan } from "../lib/plan.ts";
-import { StepError } from "../lib/errors.ts";
-import { pastTheWait } from "../lib/phase.ts";
+import { type Ctx, step } from "../lib/run/context.ts";
+import type { Deps } from "../lib/run/deps.ts";
+import { planSeed, seedOf } from "../lib/recovery/inspect.ts";
+import { mainEntry, runTask, type TaskDef } from "../lib/recovery/main.ts";
+import { printPlan } from "../lib/recovery/confirm.ts";
+import { etcdIsPlan, waitForPlan } from "../lib/talos/plan.ts";
+import { pastTheWait } from "../lib/recovery/phase.ts";
+import { waitPreparing } from "../lib/talos/cluster.ts";
 
 export const task: TaskDef = {
   name: "wait",
@@ -37,37 +35,6 @@ export const task: TaskDef = {
     );
   },
 };
-
-/** Polls the seed until etcd is Preparing; fails fast when it is Running or Failed. */
-export async function waitPreparing(ctx: Ctx, seed: string): Promise<void> {
-  await poll(ctx, {
-    what: `etcd on "${seed}" to be Preparing`,
-    intervalMs: SERVICE_POLL_MS,
-    timeoutMs: ctx.opts.timeoutMs,
-    check: async () => {
-      const look = await lookAtEtcd(ctx, seed, "wait");
-      if (look.kind === "up" && look.info.state === "Preparing") {
-        return { done: true, value: undefined };
-      }
-      if (look.kind === "up" && look.info.state === "Running") {
-        throw new StepError(
-          `etcd on "${seed}" is Running, not Preparing: it was not wiped, or it was already bootstrapped`,
-          {
-            hint:
-              "if it was already bootstrapped, go on with deno task disarm; otherwise run deno task wipe",
-          },
-        );
-      }
-      if (look.kind === "up" && look.info.state === "Failed") {
-        throw new StepError(`etcd on "${seed}" is Failed: ${lastEvent(look.info)}`, {
-          hint:
-            `a failed restore leaves files behind: reset the seed again (deno task wipe --nodes ${seed} --force --yes), then bootstrap`,
-        });
-      }
-      return { done: false, state: describe(look) };
-    },
-  });
-}
 
 /** The commands wait runs, as bash. */
 export function waitPlan(ctx: Ctx): string[] {

@@ -10,26 +10,28 @@
  * Refuses:  when the copy's sha256 no longer matches the manifest; when etcd on the seed is
  *           already Running (not wiped, or already bootstrapped).
  * Re-run:   a bootstrap accepted earlier is never sent again: done while etcd runs, its
- *           restore waited for while it runs, refused otherwise (lib/phase.ts).
+ *           restore waited for while it runs, refused otherwise (lib/recovery/phase.ts).
  * Raw:      talosctl -e 192.168.53.11 -n 192.168.53.11 bootstrap --recover-from=./etcd-recovery/db.192.168.53.11/db --recover-skip-hash-check
  * Usage:    deno task bootstrap --nodes A,B,C [--seed N] [--out DIR] [--yes] [--timeout 10m]
  */
 
 import { join } from "node:path";
-import { type Ctx, step } from "../lib/context.ts";
-import type { Deps } from "../lib/deps.ts";
-import { RefusedError, StepError } from "../lib/errors.ts";
-import { planSeed, seedOf } from "../lib/inspect.ts";
-import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
-import { confirm, printPlan } from "../lib/confirm.ts";
-import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS } from "../lib/cluster.ts";
-import { copyFile, readManifest, verifyCopy } from "../lib/manifest.ts";
-import { poll } from "../lib/poll.ts";
-import { isBootstrapNotReady, isDataDirNotEmpty, isUnreachable } from "../lib/parse.ts";
-import { commandFailure, SEED_VAR, sub, talos } from "../lib/talosctl.ts";
-import { bootstrapFromPlan, etcdRestoredPlan, waitForPlan } from "../lib/plan.ts";
-import { bootstrappedEarlier } from "../lib/phase.ts";
-import { waitPreparing } from "./04_wait.ts";
+import { type Ctx, step } from "../lib/run/context.ts";
+import type { Deps } from "../lib/run/deps.ts";
+import { RefusedError, StepError } from "../lib/run/errors.ts";
+import { planSeed, seedOf } from "../lib/recovery/inspect.ts";
+import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/recovery/main.ts";
+import { confirm, printPlan } from "../lib/recovery/confirm.ts";
+import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS } from "../lib/talos/cluster.ts";
+import { copyFile } from "../lib/recovery/manifest.ts";
+import { poll } from "../lib/run/poll.ts";
+import { isBootstrapNotReady, isDataDirNotEmpty, isUnreachable } from "../lib/talos/parse.ts";
+import { commandFailure, sub, talos } from "../lib/talos/talosctl.ts";
+import { SEED_VAR } from "../lib/run/command.ts";
+import { bootstrapFromPlan, etcdRestoredPlan, waitForPlan } from "../lib/talos/plan.ts";
+import { bootstrappedEarlier } from "../lib/recovery/phase.ts";
+import { waitPreparing } from "../lib/talos/cluster.ts";
+import { verifiedSeedCopy } from "../lib/recovery/inspect.ts";
 
 /** Uploading a large db can take a while. */
 export const BOOTSTRAP_CALL_TIMEOUT_MS = 10 * 60_000;
@@ -53,19 +55,6 @@ export const task: TaskDef = {
     );
   },
 };
-
-/** The seed's copy, after checking it is still byte-for-byte what was extracted. */
-export async function verifiedSeedCopy(ctx: Ctx, seed: string): Promise<string> {
-  const check = await verifyCopy(ctx.opts.out, readManifest(ctx.opts.out), seed);
-  if (!check.ok) {
-    throw new RefusedError(`Cannot restore from the copy of "${seed}": ${check.reason}`, {
-      hint: `the copy is ${
-        join(ctx.opts.out, copyFile(seed))
-      }; extract it again if the node still has it`,
-    });
-  }
-  return join(ctx.opts.out, copyFile(seed));
-}
 
 /** Sends the bootstrap (retrying the expected refusals) and waits until etcd runs. */
 export async function bootstrap(ctx: Ctx, seed: string, file: string): Promise<void> {

@@ -10,16 +10,16 @@
  * Usage:    deno task disarm --nodes A,B,C [--seed N] [--out DIR] [--yes]
  */
 
-import { type Ctx, SKIPPED, step } from "../lib/context.ts";
-import type { Deps } from "../lib/deps.ts";
-import { RefusedError, StepError } from "../lib/errors.ts";
-import { planSeed, seedOf } from "../lib/inspect.ts";
-import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
-import { confirm, printPlan } from "../lib/confirm.ts";
-import { parseAlarms } from "../lib/parse.ts";
-import { readProgress } from "../lib/resume.ts";
-import { sub, talosOk } from "../lib/talosctl.ts";
-import { talosPlan } from "../lib/plan.ts";
+import { type Ctx, SKIPPED, step } from "../lib/run/context.ts";
+import type { Deps } from "../lib/run/deps.ts";
+import { RefusedError, StepError } from "../lib/run/errors.ts";
+import { planSeed, seedOf } from "../lib/recovery/inspect.ts";
+import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/recovery/main.ts";
+import { confirm, printPlan } from "../lib/recovery/confirm.ts";
+import { parseAlarms } from "../lib/talos/parse.ts";
+import { readProgress } from "../lib/recovery/resume.ts";
+import { sub, talosOk } from "../lib/talos/talosctl.ts";
+import { talosPlan } from "../lib/talos/plan.ts";
 
 export const task: TaskDef = {
   name: "disarm",

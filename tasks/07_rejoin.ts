@@ -8,7 +8,7 @@
  *           is rebooted (`reboot --wait=false`, one at a time) only when its etcd is Failed (the
  *           join gave up), when it has not begun to join within --join-grace (default 30s,
  *           counted while the seed runs with no learner in flight), or always with
- *           --rolling-reboot. The decision: lib/rejoin_policy.ts. The seed is never rebooted,
+ *           --rolling-reboot. The decision: lib/recovery/rejoin_policy.ts. The seed is never rebooted,
  *           nor a node the seed listed as a voter when rejoin started.
  * Changes:  reboots only the nodes above (with --rolling-reboot: every node not yet a voter).
  * Re-run:   nodes this OUT's journal records as rejoined are not waited for or rebooted again.
@@ -17,20 +17,27 @@
  *                            [--join-grace 30s] [--rolling-reboot]
  */
 
-import { type Ctx, step } from "../lib/context.ts";
-import type { Deps } from "../lib/deps.ts";
-import { RefusedError, StepError } from "../lib/errors.ts";
-import { planSeed, seedOf } from "../lib/inspect.ts";
-import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
-import { confirm, printPlan } from "../lib/confirm.ts";
-import { describe, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "../lib/cluster.ts";
-import { readProgress, rejoinedNodes } from "../lib/resume.ts";
-import { memberForNode, parseMembers, tail } from "../lib/parse.ts";
-import { formatMs, poll } from "../lib/poll.ts";
-import { DEFAULT_JOIN_GRACE_MS } from "../lib/cli.ts";
-import { decide, needsMembers, rebootAtOnce, type Turn } from "../lib/rejoin_policy.ts";
-import { commandFailure, sub, talos, talosOk } from "../lib/talosctl.ts";
-import { etcdIsPlan, joiningPlan, noLearnerPlan, talosPlan, waitForPlan } from "../lib/plan.ts";
+import { type Ctx, step } from "../lib/run/context.ts";
+import type { Deps } from "../lib/run/deps.ts";
+import { RefusedError, StepError } from "../lib/run/errors.ts";
+import { planSeed, seedOf } from "../lib/recovery/inspect.ts";
+import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/recovery/main.ts";
+import { confirm, printPlan } from "../lib/recovery/confirm.ts";
+import { describe, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "../lib/talos/cluster.ts";
+import { readProgress, rejoinedNodes } from "../lib/recovery/resume.ts";
+import { memberForNode, parseMembers } from "../lib/talos/parse.ts";
+import { tail } from "../lib/run/command.ts";
+import { formatMs, poll } from "../lib/run/poll.ts";
+import { DEFAULT_JOIN_GRACE_MS } from "../lib/run/cli.ts";
+import { decide, needsMembers, rebootAtOnce, type Turn } from "../lib/recovery/rejoin_policy.ts";
+import { commandFailure, sub, talos, talosOk } from "../lib/talos/talosctl.ts";
+import {
+  etcdIsPlan,
+  joiningPlan,
+  noLearnerPlan,
+  talosPlan,
+  waitForPlan,
+} from "../lib/talos/plan.ts";
 
 export const task: TaskDef = {
   name: "rejoin",
@@ -135,7 +142,7 @@ async function votersAtStart(ctx: Ctx, seed: string): Promise<Set<string>> {
 
 /**
  * Waits until `node` is Running, HEALTH OK and a voter on the seed; reboots it (once) when
- * the policy says so (lib/rejoin_policy.ts). `clock` carries the grace clock between nodes.
+ * the policy says so (lib/recovery/rejoin_policy.ts). `clock` carries the grace clock between nodes.
  */
 async function rejoinOne(
   ctx: Ctx,

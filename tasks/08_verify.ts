@@ -11,10 +11,10 @@
  * Usage:    deno task verify --nodes A,B,C [--seed N] [--vip V] [--json] [--timeout 3m]
  */
 
-import { type Ctx, step } from "../lib/context.ts";
-import type { Deps } from "../lib/deps.ts";
-import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
-import { printPlan } from "../lib/confirm.ts";
+import { type Ctx, step } from "../lib/run/context.ts";
+import type { Deps } from "../lib/run/deps.ts";
+import { mainEntry, runTask, type TaskDef } from "../lib/recovery/main.ts";
+import { printPlan } from "../lib/recovery/confirm.ts";
 import {
   holdsVip,
   memberForNode,
@@ -22,13 +22,14 @@ import {
   parseAlarms,
   parseMembers,
   parseTable,
-  tail,
-} from "../lib/parse.ts";
-import { poll } from "../lib/poll.ts";
-import { runCommand, sub, talos } from "../lib/talosctl.ts";
-import { talosPlan } from "../lib/plan.ts";
-import { SERVICE_POLL_MS } from "../lib/cluster.ts";
-import { readProgress } from "../lib/resume.ts";
+} from "../lib/talos/parse.ts";
+import { tail } from "../lib/run/command.ts";
+import { poll } from "../lib/run/poll.ts";
+import { sub, talos } from "../lib/talos/talosctl.ts";
+import { runCommand } from "../lib/run/command.ts";
+import { talosPlan } from "../lib/talos/plan.ts";
+import { SERVICE_POLL_MS } from "../lib/talos/cluster.ts";
+import { readProgress } from "../lib/recovery/resume.ts";
 
 /** Verify's own deadline when --timeout is not given. */
 export const VERIFY_TIMEOUT_MS = 3 * 60_000;

@@ -28,10 +28,10 @@
  *             [--no-kubelet-restart] [--restart-stuck] [--json] [--timeout 10m]
  */
 
-import type { Deps } from "../lib/deps.ts";
-import { mainEntry, runTask, type TaskDef } from "../lib/main.ts";
-import { printPlan } from "../lib/confirm.ts";
-import { after, afterPlan } from "../lib/after.ts";
+import type { Deps } from "../lib/run/deps.ts";
+import { mainEntry, runTask, type TaskDef } from "../lib/recovery/main.ts";
+import { printPlan } from "../lib/recovery/confirm.ts";
+import { after, afterPlan } from "../lib/recovery/after.ts";
 
 export { after };
 

@@ -14,15 +14,11 @@
  * Usage:    deno task defrag --nodes A,B,C [--out DIR] [--yes] [--dry-run] [--timeout 10m]
  */
 
-import type { Deps } from "../lib/deps.ts";
-import { RefusedError, StepError } from "../lib/errors.ts";
-import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
-import { confirm, printPlan } from "../lib/confirm.ts";
-import type { Ctx } from "../lib/context.ts";
-import { decide, type Decision } from "../lib/triage.ts";
-import { gather } from "../lib/evidence.ts";
-import { clearAlarms } from "../lib/replace.ts";
-import { defragOne, defragPlan, quotaCheck } from "../lib/defrag.ts";
+import type { Deps } from "../lib/run/deps.ts";
+import { mainEntry, runTask, type TaskDef } from "../lib/recovery/main.ts";
+import { decide } from "../lib/recovery/triage.ts";
+import { gather } from "../lib/recovery/evidence.ts";
+import { defragProcedure } from "../lib/recovery/defrag.ts";
 
 export const task: TaskDef = {
   name: "defrag",
@@ -33,37 +29,6 @@ export const task: TaskDef = {
     await defragProcedure(ctx, decide(await gather(ctx)));
   },
 };
-
-/** The defrag procedure on the verdict `d` (refused unless it is `nospace`). */
-export async function defragProcedure(ctx: Ctx, d: Decision): Promise<void> {
-  const voters = d.findings.filter((f) => f.role === "running voter").map((f) => f.node);
-  const leader = d.findings.find((f) => f.memberId === d.leader)?.node ?? voters[0];
-  if (d.verdict !== "nospace" || !leader) {
-    throw new RefusedError(`The verdict is ${d.verdict}, not nospace: ${d.reasons.join("; ")}`, {
-      hint: d.verdict === "healthy"
-        ? "nothing to do"
-        : `run ${taskCommand("diagnose", ctx.opts)} for the way back`,
-    });
-  }
-  // one at a time, the leader last: a defrag blocks its member while it runs
-  const order = [...voters.filter((n) => n !== leader), leader];
-  const plan = () => defragPlan(ctx, order, leader);
-  if (ctx.opts.dryRun) return printPlan(ctx, plan());
-  await confirm(ctx, `defragment ${order.join(", ")} one at a time, then disarm`, plan);
-  ctx.continueWith = taskCommand("defrag", ctx.opts, ["--yes"]);
-  for (const node of order) await defragOne(ctx, node);
-  await clearAlarms(ctx, leader);
-  const warnings = await quotaCheck(ctx, order);
-  for (const w of warnings) ctx.log.warn(w);
-  const after = decide(await gather(ctx, { copies: false }));
-  if (after.verdict !== "healthy") {
-    throw new StepError(`After the defrag the verdict is ${after.verdict}, not healthy`, {
-      hint: `${after.reasons.join("; ")}; run deno task diagnose again`,
-    });
-  }
-  ctx.log.ok(`healthy: ${after.reasons.join("; ")}`);
-  ctx.clusterState = `every member defragmented, NOSPACE disarmed; no node was reset`;
-}
 
 export function main(args: string[], deps?: Deps): Promise<number> {
   return runTask(task, args, deps);

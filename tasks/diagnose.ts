@@ -8,17 +8,18 @@
  *           answers without quorum); `etcd members` and `etcd alarm list` only of nodes that
  *           follow a leader (without one they cannot answer). With copies in OUT (extract),
  *           their histories compared. Verdict: healthy · alarm-only · nospace · replace ·
- *           rebuild · unknown (lib/triage.ts).
+ *           rebuild · unknown (lib/recovery/triage.ts).
  * Changes:  nothing (reads OUT when it holds copies).
  * Raw:      talosctl -e 192.168.53.11 -n 192.168.53.11 etcd status
  * Usage:    deno task diagnose --nodes A,B,C [--out DIR] [--json]
  */
 
-import type { Deps } from "../lib/deps.ts";
-import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
-import { gather, statusRows } from "../lib/evidence.ts";
-import { shellLine, talosArgv } from "../lib/talosctl.ts";
-import { decide, type Decision, nextSteps, type TriageInput } from "../lib/triage.ts";
+import type { Deps } from "../lib/run/deps.ts";
+import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/recovery/main.ts";
+import { gather, statusRows } from "../lib/recovery/evidence.ts";
+import { talosArgv } from "../lib/talos/talosctl.ts";
+import { shellLine } from "../lib/run/command.ts";
+import { decide, type Decision, nextSteps, type TriageInput } from "../lib/recovery/triage.ts";
 
 export const task: TaskDef = {
   name: "diagnose",

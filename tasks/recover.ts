@@ -17,46 +17,35 @@
  * Usage:    deno task recover --nodes A,B,C [--seed N] [--vip V] [--out DIR] [--yes]
  */
 
-import { type Ctx, SKIPPED, step } from "../lib/context.ts";
-import type { Deps } from "../lib/deps.ts";
-import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/main.ts";
-import { confirm, printPlan } from "../lib/confirm.ts";
-import { readManifest } from "../lib/manifest.ts";
-import { formatMs } from "../lib/poll.ts";
-import { planSeed } from "../lib/inspect.ts";
-import { preflight } from "../lib/preflight.ts";
+import { type Ctx, SKIPPED, step } from "../lib/run/context.ts";
+import type { Deps } from "../lib/run/deps.ts";
+import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/recovery/main.ts";
+import { confirm, printPlan } from "../lib/recovery/confirm.ts";
+import { readManifest } from "../lib/recovery/manifest.ts";
+import { formatMs } from "../lib/run/poll.ts";
+import { planSeed } from "../lib/recovery/inspect.ts";
+import { preflight } from "../lib/talos/preflight.ts";
 import {
   describeProgress,
   type Progress,
   readProgress,
   resumedSeed,
   unfinishedWipe,
-} from "../lib/resume.ts";
-import { describeJournal, lookAtSeed, whereItStands } from "../lib/phase.ts";
-import { RefusedError } from "../lib/errors.ts";
+} from "../lib/recovery/resume.ts";
+import { describeJournal, lookAtSeed, whereItStands } from "../lib/recovery/phase.ts";
+import { RefusedError } from "../lib/run/errors.ts";
 import { extract, extractPlan } from "./01_extract.ts";
 import { statusPlan } from "./02_status.ts";
 import { checkBeforeFinishing, checkBeforeWipe, finishWipe, wipe, wipePlan } from "./03_wipe.ts";
-import { waitPlan, waitPreparing } from "./04_wait.ts";
-import {
-  awaitRestore,
-  bootstrap,
-  bootstrapPlan,
-  restorePlan,
-  verifiedSeedCopy,
-} from "./05_bootstrap.ts";
+import { waitPlan } from "./04_wait.ts";
+import { waitPreparing } from "../lib/talos/cluster.ts";
+import { awaitRestore, bootstrap, bootstrapPlan, restorePlan } from "./05_bootstrap.ts";
+import { verifiedSeedCopy } from "../lib/recovery/inspect.ts";
 import { disarm, disarmPlan } from "./06_disarm.ts";
 import { rejoin, rejoinPlan } from "./07_rejoin.ts";
 import { verify, verifyPlan } from "./08_verify.ts";
-import { statusTable } from "./02_status.ts";
-import { replaceProcedure } from "./replace.ts";
-import { defragProcedure } from "./defrag.ts";
-import { askCluster } from "../lib/cluster.ts";
-import { inspectCopies } from "../lib/inspect.ts";
-import { type NodeLooks } from "../lib/preflight.ts";
-import { triageInput } from "../lib/evidence.ts";
-import { decide, type Decision } from "../lib/triage.ts";
-import { alarmOnly } from "../lib/replace.ts";
+import { triage } from "../lib/recovery/way_back.ts";
+import { smallerWayBack } from "../lib/recovery/way_back.ts";
 
 export const task: TaskDef = {
   name: "recover",
@@ -126,7 +115,7 @@ export async function recover(ctx: Ctx): Promise<void> {
       return undefined;
     },
   );
-  // Which way back? The least destructive one the evidence supports (lib/triage.ts).
+  // Which way back? The least destructive one the evidence supports (lib/recovery/triage.ts).
   const way = await step(
     ctx,
     "triage",
@@ -150,69 +139,6 @@ export async function recover(ctx: Ctx): Promise<void> {
   ctx.opts.yes = true; // asked once for the whole run
   await step(ctx, "wipe", `Wiping ${nodes.length} nodes at once`, () => wipe(ctx));
   await fromBootstrap(ctx, seed, file);
-}
-
-/**
- * Looks at the copies and the cluster once (the safety check reuses both) and decides which
- * procedure to run: the full rebuild only when nothing smaller works, or with --full.
- */
-async function triage(ctx: Ctx, looks: NodeLooks) {
-  const insp = await inspectCopies(ctx);
-  ctx.log.raw(statusTable(insp, ctx.opts.seed));
-  const first = ctx.opts.seed ?? insp.choice?.seed ?? ctx.opts.nodes[0];
-  const view = await askCluster(ctx, first, "safety");
-  const decision = decide(triageInput(ctx.opts.nodes, looks, insp, view));
-  ctx.log.info(`verdict: ${decision.verdict}`);
-  for (const r of decision.reasons) ctx.log.info(`- ${r}`);
-  return { decision, looked: { insp, view }, procedure: procedureFor(ctx, decision) };
-}
-
-/** The procedure for a verdict, or a refusal (exit 2) naming what to do instead. */
-function procedureFor(ctx: Ctx, d: Decision): Decision["verdict"] {
-  const why = d.reasons.join("; ");
-  if (d.verdict === "rebuild") return "rebuild";
-  if (ctx.opts.full || (ctx.opts.force && d.verdict === "healthy")) {
-    ctx.log.warn(
-      `the full rebuild because of ${
-        ctx.opts.full ? "--full" : "--force"
-      }, though the verdict is ${d.verdict}`,
-    );
-    return "rebuild";
-  }
-  if (d.verdict === "healthy") {
-    throw new RefusedError(`Refusing to wipe a healthy cluster: ${why}`, {
-      hint: "nothing to recover; pass --full only if you know etcd is broken anyway",
-    });
-  }
-  if (d.verdict === "unknown") {
-    throw new RefusedError(`Not enough evidence to choose a way back: ${why}`, {
-      hint: "fix what is missing and run again; --full rebuilds from the copies (every write " +
-        "after them is lost)",
-    });
-  }
-  if (ctx.opts.seed) {
-    throw new RefusedError(
-      `--seed ${ctx.opts.seed} asks for the full rebuild, but a smaller way back exists: ` +
-        `${d.verdict} (${why})`,
-      { hint: `run it again without --seed to take it (${SMALLER[d.verdict]}), or add --full` },
-    );
-  }
-  return d.verdict;
-}
-
-/** What each smaller procedure does, for messages. */
-const SMALLER: Record<string, string> = {
-  "replace": "replace only the bad members; no write is lost",
-  "nospace": "defragment each member and disarm; no node is reset",
-  "alarm-only": "disarm the alarm; nothing is reset",
-};
-
-/** Runs replace, defrag or the disarm, as their tasks do, after one confirmation naming it. */
-async function smallerWayBack(ctx: Ctx, d: Decision): Promise<void> {
-  ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
-  if (d.verdict === "replace") return await replaceProcedure(ctx, d);
-  if (d.verdict === "nospace") return await defragProcedure(ctx, d);
-  await alarmOnly(ctx, d);
 }
 
 /** Steps 4-8 (wait, bootstrap, disarm, rejoin, verify). */
@@ -246,7 +172,7 @@ async function fromDisarm(ctx: Ctx, seed: string): Promise<void> {
 /**
  * A re-run after the wipe finished: never wipe again, and never bootstrap again once the
  * bootstrap was accepted. Looks at the seed's etcd first and says what it found; where the
- * recovery stands comes from the journal and that look (lib/phase.ts); a live state that
+ * recovery stands comes from the journal and that look (lib/recovery/phase.ts); a live state that
  * contradicts the journal is refused, with both facts.
  */
 async function resume(ctx: Ctx, progress: Progress): Promise<void> {

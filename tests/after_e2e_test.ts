@@ -10,7 +10,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { breakCluster, etcdInstalled, labEnv, load } from "../lib/sim/lab.ts";
 import type { Backend } from "../lib/sim/state.ts";
-import { readStatus } from "../lib/etcd_db.ts";
+import { readStatus } from "../lib/db/etcd_db.ts";
 import { etcdTests, REPO_ROOT, requireEtcd, scratch, state, withLab } from "../lib/sim/testing.ts";
 
 interface Run {

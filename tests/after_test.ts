@@ -10,15 +10,15 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { main as afterTask } from "../tasks/after.ts";
-import { nativeReader } from "../lib/copies.ts";
-import { findStuck, snapshotName } from "../lib/after.ts";
+import { nativeReader } from "../lib/db/reader.ts";
+import { findStuck, snapshotName } from "../lib/recovery/after.ts";
 import {
   parseKubeNodes,
   parsePodEvents,
   parsePods,
   parseSnapshotSaved,
   parseTalosMembers,
-} from "../lib/parse.ts";
+} from "../lib/talos/parse.ts";
 import { fakeWorld, type Recording } from "./replay.ts";
 import { makeCopies, NODES_FLAG, rec, recordSeed, SEED, T, tempOut } from "./scenario.ts";
 

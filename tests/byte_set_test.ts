@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ByteSet } from "../lib/byte_set.ts";
+import { ByteSet } from "../lib/db/byte_set.ts";
 import { mulberry32 } from "./random.ts";
 
 /** One char per byte: distinct byte strings give distinct strings. */

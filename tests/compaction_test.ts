@@ -13,7 +13,7 @@ import { main as status } from "../tasks/02_status.ts";
 import { main as wipe } from "../tasks/03_wipe.ts";
 import { main as recover } from "../tasks/recover.ts";
 import { main as extract } from "../tasks/01_extract.ts";
-import { nativeReader } from "../lib/copies.ts";
+import { nativeReader } from "../lib/db/reader.ts";
 import { fakeWorld, type Recording } from "./replay.ts";
 import { brokenClusterRecs, preflightRecs, rec, tempOut } from "./scenario.ts";
 

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { crc32c, crc32cCombine, crc32cSuffix, crc32cUpdate } from "../lib/crc32c.ts";
+import { crc32c, crc32cCombine, crc32cSuffix, crc32cUpdate } from "../lib/db/crc32c.ts";
 
 /** A bitwise CRC-32C, the definition itself: slow, obviously right. */
 function reference(data: Uint8Array): number {

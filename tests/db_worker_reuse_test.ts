@@ -7,9 +7,10 @@
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { workerReader } from "../lib/copies.ts";
-import { InterruptedError } from "../lib/errors.ts";
-import { sha256File, verifyCopy } from "../lib/manifest.ts";
+import { workerReader } from "../lib/db/reader.ts";
+import { InterruptedError } from "../lib/run/errors.ts";
+import { verifyCopy } from "../lib/recovery/manifest.ts";
+import { sha256File } from "../lib/db/sha256.ts";
 
 const script = new URL("./id_worker.ts", import.meta.url);
 

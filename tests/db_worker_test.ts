@@ -3,9 +3,9 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
 import { join } from "node:path";
-import { nativeReader, Slots, workerReader } from "../lib/copies.ts";
-import { EtcdDbError } from "../lib/etcd_db.ts";
-import { InterruptedError } from "../lib/errors.ts";
+import { nativeReader, Slots, workerReader } from "../lib/db/reader.ts";
+import { EtcdDbError } from "../lib/db/etcd_db.ts";
+import { InterruptedError } from "../lib/run/errors.ts";
 
 const DB = (name: string) => new URL(`../fixtures/db/${name}`, import.meta.url).pathname;
 const FIXTURES = [

@@ -9,7 +9,7 @@ import { copyFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { main as status } from "../tasks/02_status.ts";
 import { main as wipe } from "../tasks/03_wipe.ts";
-import { nativeReader } from "../lib/copies.ts";
+import { nativeReader } from "../lib/db/reader.ts";
 import { fakeWorld, type Recording } from "./replay.ts";
 import { brokenClusterRecs, NODES_FLAG, preflightRecs, tempOut } from "./scenario.ts";
 import { main as extract } from "../tasks/01_extract.ts";

@@ -10,14 +10,14 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fnv1a64 } from "../lib/bbolt.ts";
+import { fnv1a64 } from "../lib/db/bbolt.ts";
 import {
   checkIntegrity,
   EtcdDbError,
   keyHistoryHash,
   readRevision,
   readStatus,
-} from "../lib/etcd_db.ts";
+} from "../lib/db/etcd_db.ts";
 import { mulberry32 } from "./random.ts";
 
 const FIXTURES = new URL("../fixtures/db/", import.meta.url).pathname;

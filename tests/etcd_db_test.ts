@@ -18,8 +18,8 @@ import {
   LEAF_PAGE,
   META_PAGE,
   pageBuffer,
-} from "../lib/bbolt.ts";
-import { crc32c } from "../lib/crc32c.ts";
+} from "../lib/db/bbolt.ts";
+import { crc32c } from "../lib/db/crc32c.ts";
 import {
   checkIntegrity,
   EtcdDbError,
@@ -27,14 +27,14 @@ import {
   readHistorySpan,
   readRevision,
   readStatus,
-} from "../lib/etcd_db.ts";
-import { compareCopies, type CopyHistory, planComparison } from "../lib/etcd_db_compare.ts";
+} from "../lib/db/etcd_db.ts";
+import { compareCopies, type CopyHistory, planComparison } from "../lib/db/compare.ts";
 import {
   formatStatusJson,
   formatStatusSimple,
   formatStatusTable,
   type StatusFigures,
-} from "../lib/etcd_db_format.ts";
+} from "../lib/db/etcd_db_format.ts";
 import { etcdctl, startEtcd } from "../scripts/gen_db_fixtures.ts";
 import { mulberry32 } from "./random.ts";
 

@@ -15,14 +15,14 @@ import {
   parseMembers,
   parseServiceInfo,
   parseTable,
-  tail,
   urlHost,
-} from "../lib/parse.ts";
-import { parseDuration } from "../lib/cli.ts";
-import { humanizeBytes } from "../lib/humanize.ts";
-import { UsageError } from "../lib/errors.ts";
+} from "../lib/talos/parse.ts";
+import { tail } from "../lib/run/command.ts";
+import { parseDuration } from "../lib/run/cli.ts";
+import { humanizeBytes } from "../lib/run/humanize.ts";
+import { UsageError } from "../lib/run/errors.ts";
 import { fx } from "./replay.ts";
-import { OutputFormatError } from "../lib/parse.ts";
+import { OutputFormatError } from "../lib/talos/parse.ts";
 import { readFileSync } from "node:fs";
 
 /** A sample of fixtures/talosctl-triage/ (copied from the triage reference). */

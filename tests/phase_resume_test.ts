@@ -1,6 +1,6 @@
 /**
  * Interrupted, then the same command again: replayed through the strict `$`, one test per
- * phase of lib/phase.ts, for `recover` and for each step task run on its own. Each re-run
+ * phase of lib/recovery/phase.ts, for `recover` and for each step task run on its own. Each re-run
  * must finish without repeating a reset, bootstrap, disarm or reboot that took effect.
  */
 

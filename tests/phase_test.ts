@@ -4,10 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { type Looks, PHASES, rejoinStep, whereItStands } from "../lib/phase.ts";
-import type { Progress } from "../lib/resume.ts";
-import type { ServiceLook } from "../lib/cluster.ts";
-import { parseMembers, parseServiceInfo } from "../lib/parse.ts";
+import { type Looks, PHASES, rejoinStep, whereItStands } from "../lib/recovery/phase.ts";
+import type { Progress } from "../lib/recovery/resume.ts";
+import type { ServiceLook } from "../lib/talos/cluster.ts";
+import { parseMembers, parseServiceInfo } from "../lib/talos/parse.ts";
 import { fx } from "./replay.ts";
 import { fxFor, NODES, SEED } from "./scenario.ts";
 

@@ -1,5 +1,5 @@
 /**
- * The printed plan (lib/plan.ts): it reads like a runbook (helpers at the top, short lines),
+ * The printed plan (lib/talos/plan.ts): it reads like a runbook (helpers at the top, short lines),
  * and its helpers do what the tool does: they are run here, in bash, against a strict fake
  * talosctl that answers each call from a numbered script and fails on a call it has no answer
  * for. Nothing but bash and the fake runs.
@@ -20,7 +20,7 @@ import {
   planScript,
   talosPlan,
   waitForPlan,
-} from "../lib/plan.ts";
+} from "../lib/talos/plan.ts";
 import { fakeWorld, fx } from "./replay.ts";
 import { NODES_FLAG } from "./scenario.ts";
 

@@ -5,9 +5,9 @@
  */
 
 import assert from "node:assert/strict";
-import type { Options } from "../lib/cli.ts";
-import { createCtx } from "../lib/context.ts";
-import { DeadlineError } from "../lib/errors.ts";
+import type { Options } from "../lib/run/cli.ts";
+import { createCtx } from "../lib/run/context.ts";
+import { DeadlineError } from "../lib/run/errors.ts";
 import {
   BACKOFF_MS,
   type Check,
@@ -15,8 +15,8 @@ import {
   MIN_PAUSE_MS,
   pauseAfter,
   poll,
-} from "../lib/poll.ts";
-import { SERVICE_POLL_MS } from "../lib/cluster.ts";
+} from "../lib/run/poll.ts";
+import { SERVICE_POLL_MS } from "../lib/talos/cluster.ts";
 import { fakeWorld } from "./replay.ts";
 
 /** A context on the fake clock; the journal is off (nothing is written). */

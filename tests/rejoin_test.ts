@@ -1,22 +1,22 @@
 /**
  * rejoin waits for the wiped nodes to join by themselves and reboots only those that will
- * not: the pure decision (lib/rejoin_policy.ts) on captured `service etcd` / `etcd members`
+ * not: the pure decision (lib/recovery/rejoin_policy.ts) on captured `service etcd` / `etcd members`
  * output, then the task through the strict replaying `$` on a virtual clock.
  */
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { main as rejoin } from "../tasks/07_rejoin.ts";
-import { type ServiceLook } from "../lib/cluster.ts";
-import { parseMembers, parseServiceInfo } from "../lib/parse.ts";
+import { type ServiceLook } from "../lib/talos/cluster.ts";
+import { parseMembers, parseServiceInfo } from "../lib/talos/parse.ts";
 import {
   decide,
   failedReason,
   needsMembers,
   rebootAtOnce,
   type Turn,
-} from "../lib/rejoin_policy.ts";
-import { parseOptions } from "../lib/cli.ts";
+} from "../lib/recovery/rejoin_policy.ts";
+import { parseOptions } from "../lib/run/cli.ts";
 import { fakeWorld, fx, type Recording } from "./replay.ts";
 import { fxFor, NODES_FLAG, P, rec, rejoinRecs, SEED, T, tempOut } from "./scenario.ts";
 

@@ -10,9 +10,9 @@ import type { spawn } from "node:child_process";
 import { PassThrough } from "node:stream";
 import { existsSync, readFileSync } from "node:fs";
 import { $ as zx$ } from "zx";
-import { type Deps, freeBytes, type Shell } from "../lib/deps.ts";
-import type { DbReader } from "../lib/copies.ts";
-import { type DbStatus, EtcdDbError } from "../lib/etcd_db.ts";
+import { type Deps, freeBytes, type Shell } from "../lib/run/deps.ts";
+import type { DbReader } from "../lib/db/reader.ts";
+import { type DbStatus, EtcdDbError } from "../lib/db/etcd_db.ts";
 
 export interface Recording {
   /** The exact command line, e.g. `talosctl -e 10.0.0.1 -n 10.0.0.1 service etcd`. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { readProgress, rejoinedNodes } from "../lib/resume.ts";
+import { readProgress, rejoinedNodes } from "../lib/recovery/resume.ts";
 import { join } from "node:path";
 import { main as recover } from "../tasks/recover.ts";
 import { main as wipe } from "../tasks/03_wipe.ts";

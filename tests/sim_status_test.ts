@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { renderStatus } from "../lib/sim/format.ts";
 import { modelBackend } from "../lib/sim/backend_model.ts";
 import type { LabState } from "../lib/sim/state.ts";
-import { followsLeader, parseEtcdStatus } from "../lib/parse.ts";
+import { followsLeader, parseEtcdStatus } from "../lib/talos/parse.ts";
 
 const sample = (name: string) =>
   readFileSync(new URL(`../fixtures/talosctl-triage/${name}`, import.meta.url), "utf8");

@@ -5,7 +5,7 @@ import { main as status } from "../tasks/02_status.ts";
 import { main as wipe } from "../tasks/03_wipe.ts";
 import { main as extract } from "../tasks/01_extract.ts";
 import { fakeWorld, TORN } from "./replay.ts";
-import { InterruptedError } from "../lib/errors.ts";
+import { InterruptedError } from "../lib/run/errors.ts";
 import {
   extractRecs,
   makeCopies,

@@ -16,9 +16,9 @@ import { main as bootstrap } from "../tasks/05_bootstrap.ts";
 import { main as disarm } from "../tasks/06_disarm.ts";
 import { main as rejoin } from "../tasks/07_rejoin.ts";
 import { main as verify } from "../tasks/08_verify.ts";
-import type { Shell } from "../lib/deps.ts";
-import { InterruptedError } from "../lib/errors.ts";
-import type { JournalEntry } from "../lib/journal.ts";
+import type { Shell } from "../lib/run/deps.ts";
+import { InterruptedError } from "../lib/run/errors.ts";
+import type { JournalEntry } from "../lib/run/journal.ts";
 import { type FakeWorld, fakeWorld, fx, type Recording, TORN } from "./replay.ts";
 import {
   brokenClusterRecs,

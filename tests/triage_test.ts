@@ -1,5 +1,5 @@
 /**
- * Which way back (lib/triage.ts), decided from the triage reference samples parsed as the
+ * Which way back (lib/recovery/triage.ts), decided from the triage reference samples parsed as the
  * tool parses them: every verdict, the refusal to replace without a healthy majority, and what
  * to run next.
  */
@@ -14,7 +14,7 @@ import {
   parseMembers,
   parseServiceInfo,
   type ServiceInfo,
-} from "../lib/parse.ts";
+} from "../lib/talos/parse.ts";
 import {
   alarmsOfStatus,
   bytesOf,
@@ -24,7 +24,7 @@ import {
   nextSteps,
   type NodeEvidence,
   quorumOf,
-} from "../lib/triage.ts";
+} from "../lib/recovery/triage.ts";
 import { fx } from "./replay.ts";
 
 const triage = (name: string) =>

@@ -26,31 +26,12 @@ import {
 import { fixtureManifest, fixturePath } from "./fixtures.ts";
 import { disarmedSnapshotPath } from "./make_snapshot_fixture.ts";
 import { findNode, type LabState, note, reachable } from "./state.ts";
-import type { Parsed, Reply } from "./talosctl.ts";
+import type { Parsed, Reply } from "./reply.ts";
+import type { SimWorker } from "./state.ts";
+import type { SimPod } from "./state.ts";
 
 /** A real kubelet restart: stopped, its pre state, started, first health check. */
 export const KUBELET_RESTART_S = 10;
-
-export interface SimWorker {
-  label: string;
-  name: string;
-  /** Every kubelet restart: when it was asked, and when the kubelet runs again (ms). */
-  restarts: { at: number; upAt: number }[];
-}
-
-export interface SimPod {
-  namespace: string;
-  name: string;
-  node: string;
-  phase: string;
-  ready: boolean;
-  /** A waiting container's reason, when not ready. */
-  waiting?: string;
-  owner?: { kind: string; name: string };
-  createdAt: number;
-  /** A volume event: reason and message. */
-  volumeEvent?: { reason: string; message: string; at: number };
-}
 
 const WORKERS: [string, string][] = [["127.0.53.20", "talos-worker-1"], [
   "127.0.53.21",
@@ -137,6 +118,7 @@ function kubeletUp(w: SimWorker | undefined, now: number): boolean {
 // ---- talosctl ------------------------------------------------------------------------------
 
 const ok = (stdout = ""): Reply => ({ stdout, stderr: "", code: 0 });
+
 const fail = (stderr: string, code = 1): Reply => ({ stdout: "", stderr: stderr + "\n", code });
 
 /** Answers the commands of `after`; undefined for every other command line. */

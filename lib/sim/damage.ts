@@ -2,9 +2,9 @@
  * Damage a member's db file the way a failing disk does: a few bits flipped inside one value
  * on a leaf page of the `key` bucket. Page headers, element tables, keys and the bucket tree
  * are left as they are, so bbolt (and etcd) still read the file; only that revision's value
- * differs, which etcd's hash of the key history (and `lib/copies.ts`) sees.
+ * differs, which etcd's hash of the key history (and `lib/recovery/copies.ts`) sees.
  *
- * The walk is bbolt's format (`lib/bbolt.ts` reads it in full): the newer valid meta page,
+ * The walk is bbolt's format (`lib/db/bbolt.ts` reads it in full): the newer valid meta page,
  * the root bucket's leaf entry `key`, then branch pages down to the leftmost leaves.
  */
 

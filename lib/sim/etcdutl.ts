@@ -5,7 +5,7 @@
  * file is `invalid database`, anything else a usage error. Run through `lib/sim/etcdutl`.
  */
 
-import { humanizeBytes } from "../humanize.ts";
+import { humanizeBytes } from "../run/humanize.ts";
 import { modelBackend } from "./backend_model.ts";
 
 export async function etcdutl(args: string[]): Promise<{ out: string; err: string; code: number }> {

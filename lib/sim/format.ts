@@ -12,7 +12,7 @@
  * ```
  */
 
-import { humanizeBytes } from "../humanize.ts";
+import { humanizeBytes } from "../run/humanize.ts";
 
 /** Go `text/tabwriter` with tabwidth 0, pad char space, no flags (talosctl: minwidth 0, padding 3). */
 export function tabwrite(text: string, padding = 3, minwidth = 0): string {

@@ -9,7 +9,6 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import { join } from "node:path";
 import type { SimEvent } from "./format.ts";
 import type { Proc } from "./proc.ts";
-import type { SimPod, SimWorker } from "./after.ts";
 
 /** Which etcd backs the lab: real processes on 127.0.0.1, or the in-state model. */
 export type Backend = "etcd" | "model";
@@ -255,4 +254,25 @@ export function findNode(s: LabState, label: string): NodeState | undefined {
 /** Reachable through apid: anything but rebooting or powered off. */
 export function reachable(n: NodeState): boolean {
   return n.phase !== "down" && n.phase !== "off";
+}
+
+export interface SimWorker {
+  label: string;
+  name: string;
+  /** Every kubelet restart: when it was asked, and when the kubelet runs again (ms). */
+  restarts: { at: number; upAt: number }[];
+}
+
+export interface SimPod {
+  namespace: string;
+  name: string;
+  node: string;
+  phase: string;
+  ready: boolean;
+  /** A waiting container's reason, when not ready. */
+  waiting?: string;
+  owner?: { kind: string; name: string };
+  createdAt: number;
+  /** A volume event: reason and message. */
+  volumeEvent?: { reason: string; message: string; at: number };
 }

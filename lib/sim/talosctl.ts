@@ -55,19 +55,13 @@ import {
   update,
 } from "./state.ts";
 import { markCrashed, rebootNode, resetNode, startBootstrap, tick } from "./tick.ts";
+import type { Reply } from "./reply.ts";
+import type { Parsed } from "./reply.ts";
 
 export const ETCD_DB = "/var/lib/etcd/member/snap/db";
 
-/** What one call prints and returns. */
-export interface Reply {
-  stdout: string;
-  stderr: string;
-  code: number;
-  /** Printed only after this long (ms), outside the lab's lock: a call that hangs. */
-  delayMs?: number;
-}
-
 const ok = (stdout = ""): Reply => ({ stdout, stderr: "", code: 0 });
+
 const fail = (stderr: string, stdout = "", code = 1): Reply => ({
   stdout,
   stderr: stderr + "\n",
@@ -77,6 +71,7 @@ const fail = (stderr: string, stdout = "", code = 1): Reply => ({
 // ---- command line ---------------------------------------------------------------------
 
 type FlagKind = "string" | "bool" | "slice";
+
 const FLAGS: Record<string, { kind: FlagKind; short?: string }> = {
   talosconfig: { kind: "string" },
   endpoints: { kind: "slice", short: "e" },
@@ -96,7 +91,9 @@ const FLAGS: Record<string, { kind: FlagKind; short?: string }> = {
   insecure: { kind: "bool" },
   mode: { kind: "string" },
 };
+
 const GLOBAL = new Set(["talosconfig", "endpoints", "nodes", "context", "cluster"]);
+
 const COMMAND_FLAGS: Record<string, string[]> = {
   bootstrap: ["recover-from", "recover-skip-hash-check"],
   reset: [
@@ -112,11 +109,6 @@ const COMMAND_FLAGS: Record<string, string[]> = {
   ],
   reboot: ["wait", "debug", "timeout", "mode"],
 };
-
-export interface Parsed {
-  words: string[];
-  flags: Map<string, string[]>;
-}
 
 export class CliError extends Error {}
 

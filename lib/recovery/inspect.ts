@@ -4,17 +4,18 @@
  */
 
 import { join } from "node:path";
-import type { Ctx } from "./context.ts";
-import { InterruptedError, RefusedError } from "./errors.ts";
-import { EtcdDbError } from "./etcd_db.ts";
+import type { Ctx } from "../run/context.ts";
+import { InterruptedError, RefusedError } from "../run/errors.ts";
+import { EtcdDbError } from "../db/etcd_db.ts";
 import { existsSync, readdirSync } from "node:fs";
 import { copyFile, type Manifest, MANIFEST_FILE, readManifest, verifyCopy } from "./manifest.ts";
-import { SEED_VAR, shellLine } from "./talosctl.ts";
-import { pickSeed, type SeedChoice } from "./snapshot.ts";
+import { SEED_VAR, shellLine } from "../run/command.ts";
+import { pickSeed, type SeedChoice } from "../db/etcdutl.ts";
 import { compareHistories, type CopyStatus, plannedRange, readCopy } from "./copies.ts";
-import { type CopyComparison, describeRange, notComparable } from "./etcd_db_compare.ts";
-import { isValidNode } from "./nodes.ts";
+import { type CopyComparison, describeRange, notComparable } from "../db/compare.ts";
+import { isValidNode } from "../run/nodes.ts";
 import { readProgress } from "./resume.ts";
+import { humanizeBytes } from "../run/humanize.ts";
 
 export interface CopyRow {
   node: string;
@@ -386,4 +387,47 @@ function reportAgreement(ctx: Ctx, insp: Inspection): void {
       }`,
     );
   }
+}
+
+/** The seed's copy, after checking it is still byte-for-byte what was extracted. */
+export async function verifiedSeedCopy(ctx: Ctx, seed: string): Promise<string> {
+  const check = await verifyCopy(ctx.opts.out, readManifest(ctx.opts.out), seed);
+  if (!check.ok) {
+    throw new RefusedError(`Cannot restore from the copy of "${seed}": ${check.reason}`, {
+      hint: `the copy is ${
+        join(ctx.opts.out, copyFile(seed))
+      }; extract it again if the node still has it`,
+    });
+  }
+  return join(ctx.opts.out, copyFile(seed));
+}
+
+/**
+ * The table for people; `seed` (default: the highest revision; null: none) is marked in NOTE.
+ */
+export function statusTable(
+  insp: Inspection,
+  seed: string | null | undefined = insp.choice?.seed,
+): string {
+  const header = ["NODE", "REVISION", "KEYS", "SIZE", "HASH", "ALARMS", "INTACT", "AGREES", "NOTE"];
+  const rows = insp.rows.map((r) => [
+    r.node,
+    r.status ? String(r.status.revision) : "-",
+    r.status ? String(r.status.totalKey) : "-",
+    r.status ? humanizeBytes(r.status.totalSize) : "-",
+    r.status ? r.status.hash.toString(16).padStart(8, "0") : "-",
+    r.status ? [...new Set(r.status.alarms.map((a) => a.type))].join(",") || "-" : "-",
+    !r.intact ? "no" : insp.manifest.copies[r.node] ? "yes" : "unverified",
+    agreement(insp, r.node),
+    r.problem ??
+      [
+        r.node === seed ? "seed" : "",
+        notComparedReason(insp, r.node) ? `not compared: ${notComparedReason(insp, r.node)}` : "",
+        r.status?.crossCheck ?? "",
+      ].filter(Boolean).join("; "),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  return [header, ...rows].map((cells) =>
+    cells.map((c, i) => c.padEnd(widths[i])).join("   ").trimEnd()
+  ).join("\n");
 }

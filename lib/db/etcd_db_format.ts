@@ -14,7 +14,7 @@
  * ```
  */
 
-import { humanizeBytes } from "./humanize.ts";
+import { humanizeBytes } from "../run/humanize.ts";
 
 /** Which tool's output: "3.4" = etcdctl 3.4/3.5 (and etcdutl 3.5), "3.6" = etcdutl 3.6+. */
 export type StatusFlavour = "3.4" | "3.6";

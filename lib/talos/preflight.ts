@@ -6,11 +6,12 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Ctx } from "./context.ts";
-import { RefusedError } from "./errors.ts";
-import { humanizeBytes } from "./humanize.ts";
-import { quorum } from "./nodes.ts";
-import { isUnreachable, parseServiceInfo, parseTable, type ServiceInfo, tail } from "./parse.ts";
+import type { Ctx } from "../run/context.ts";
+import { RefusedError } from "../run/errors.ts";
+import { humanizeBytes } from "../run/humanize.ts";
+import { quorum } from "../run/nodes.ts";
+import { isUnreachable, parseServiceInfo, parseTable, type ServiceInfo } from "./parse.ts";
+import { tail } from "../run/command.ts";
 import { sub, talos } from "./talosctl.ts";
 
 /** etcd's default space quota: a db larger than this is rare. */

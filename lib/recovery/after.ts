@@ -18,11 +18,12 @@
 import { createHash } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { type Ctx, step } from "./context.ts";
-import { DeadlineError, RefusedError, StepError } from "./errors.ts";
-import { describe, lookAtEtcd, SERVICE_POLL_MS } from "./cluster.ts";
-import { Journal } from "./journal.ts";
-import { type BackupRecord, readManifest, sha256File, writeManifest } from "./manifest.ts";
+import { type Ctx, step } from "../run/context.ts";
+import { DeadlineError, RefusedError, StepError } from "../run/errors.ts";
+import { describe, lookAtEtcd, SERVICE_POLL_MS } from "../talos/cluster.ts";
+import { Journal } from "../run/journal.ts";
+import { type BackupRecord, readManifest, writeManifest } from "./manifest.ts";
+import { sha256File } from "../db/sha256.ts";
 import {
   isKubeReady,
   isUnreachable,
@@ -34,22 +35,16 @@ import {
   parseTalosMembers,
   type PodEvent,
   type PodInfo,
-  tail,
-} from "./parse.ts";
-import { poll } from "./poll.ts";
+} from "../talos/parse.ts";
+import { tail } from "../run/command.ts";
+import { poll } from "../run/poll.ts";
 import { readProgress } from "./resume.ts";
-import {
-  commandFailure,
-  runCommand,
-  type RunResult,
-  shellLine,
-  talos,
-  talosArgv,
-} from "./talosctl.ts";
-import { EtcdDbError } from "./etcd_db.ts";
+import { commandFailure, talos, talosArgv } from "../talos/talosctl.ts";
+import { runCommand, type RunResult, shellLine } from "../run/command.ts";
+import { EtcdDbError } from "../db/etcd_db.ts";
 import { taskCommand } from "./main.ts";
 import { confirm } from "./confirm.ts";
-import { kubeletOkPlan, talosPlan, waitForPlan } from "./plan.ts";
+import { kubeletOkPlan, talosPlan, waitForPlan } from "../talos/plan.ts";
 
 export const SNAPSHOT_STEP = "after:snapshot";
 export const kubeletStep = (worker: string) => `after:kubelet:${worker}`;

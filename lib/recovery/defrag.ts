@@ -6,14 +6,22 @@
  * quota has to be raised in the machine config.
  */
 
-import { type Ctx, SKIPPED, step } from "./context.ts";
-import { describe, lookAtEtcd, SERVICE_POLL_MS } from "./cluster.ts";
+import type { Decision } from "./triage.ts";
+import { type Ctx, SKIPPED, step } from "../run/context.ts";
+import { describe, lookAtEtcd, SERVICE_POLL_MS } from "../talos/cluster.ts";
 import { readProgress } from "./resume.ts";
-import { parseEtcdStatus } from "./parse.ts";
-import { poll } from "./poll.ts";
-import { commandFailure, sub, talos, talosOk } from "./talosctl.ts";
-import { etcdIsPlan, talosPlan, waitForPlan } from "./plan.ts";
+import { parseEtcdStatus } from "../talos/parse.ts";
+import { poll } from "../run/poll.ts";
+import { commandFailure, sub, talos, talosOk } from "../talos/talosctl.ts";
+import { etcdIsPlan, talosPlan, waitForPlan } from "../talos/plan.ts";
 import { quotaAdvice, quotaFull } from "./triage.ts";
+import { RefusedError } from "../run/errors.ts";
+import { taskCommand } from "./main.ts";
+import { confirm, printPlan } from "./confirm.ts";
+import { decide } from "./triage.ts";
+import { clearAlarms } from "./replace.ts";
+import { gather } from "./evidence.ts";
+import { StepError } from "../run/errors.ts";
 
 export const DEFRAG = ["etcd", "defrag"];
 
@@ -77,4 +85,35 @@ export function defragPlan(ctx: Ctx, order: string[], leader: string): string[] 
     "# then compare DB SIZE with IN USE (near the 2 GiB quota: raise quota-backend-bytes)",
     ...order.map((n) => talosPlan(n, ["etcd", "status"])),
   ];
+}
+
+/** The defrag procedure on the verdict `d` (refused unless it is `nospace`). */
+export async function defragProcedure(ctx: Ctx, d: Decision): Promise<void> {
+  const voters = d.findings.filter((f) => f.role === "running voter").map((f) => f.node);
+  const leader = d.findings.find((f) => f.memberId === d.leader)?.node ?? voters[0];
+  if (d.verdict !== "nospace" || !leader) {
+    throw new RefusedError(`The verdict is ${d.verdict}, not nospace: ${d.reasons.join("; ")}`, {
+      hint: d.verdict === "healthy"
+        ? "nothing to do"
+        : `run ${taskCommand("diagnose", ctx.opts)} for the way back`,
+    });
+  }
+  // one at a time, the leader last: a defrag blocks its member while it runs
+  const order = [...voters.filter((n) => n !== leader), leader];
+  const plan = () => defragPlan(ctx, order, leader);
+  if (ctx.opts.dryRun) return printPlan(ctx, plan());
+  await confirm(ctx, `defragment ${order.join(", ")} one at a time, then disarm`, plan);
+  ctx.continueWith = taskCommand("defrag", ctx.opts, ["--yes"]);
+  for (const node of order) await defragOne(ctx, node);
+  await clearAlarms(ctx, leader);
+  const warnings = await quotaCheck(ctx, order);
+  for (const w of warnings) ctx.log.warn(w);
+  const after = decide(await gather(ctx, { copies: false }));
+  if (after.verdict !== "healthy") {
+    throw new StepError(`After the defrag the verdict is ${after.verdict}, not healthy`, {
+      hint: `${after.reasons.join("; ")}; run deno task diagnose again`,
+    });
+  }
+  ctx.log.ok(`healthy: ${after.reasons.join("; ")}`);
+  ctx.clusterState = `every member defragmented, NOSPACE disarmed; no node was reset`;
 }

@@ -21,8 +21,8 @@
  * ```
  */
 
-import type { Alarm, EtcdStatusRow, Member, ServiceInfo } from "./parse.ts";
-import { followsLeader, memberForNode } from "./parse.ts";
+import type { Alarm, EtcdStatusRow, Member, ServiceInfo } from "../talos/parse.ts";
+import { followsLeader, memberForNode } from "../talos/parse.ts";
 
 export type Verdict = "healthy" | "alarm-only" | "nospace" | "replace" | "rebuild" | "unknown";
 

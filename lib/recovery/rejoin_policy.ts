@@ -22,9 +22,9 @@
  * ```
  */
 
-import { describe, lastEvent, type ServiceLook, startedWithin } from "./cluster.ts";
-import { isLearnerRpc, type Member, memberForNode, type ServiceInfo } from "./parse.ts";
-import { formatMs } from "./poll.ts";
+import { describe, lastEvent, type ServiceLook, startedWithin } from "../talos/cluster.ts";
+import { isLearnerRpc, type Member, memberForNode, type ServiceInfo } from "../talos/parse.ts";
+import { formatMs } from "../run/poll.ts";
 
 /** What does not change during one node's turn. */
 export interface Turn {

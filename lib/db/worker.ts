@@ -1,18 +1,18 @@
 /// <reference lib="deno.worker" />
 /**
  * Runs one read of the native db reader, or the sha256 of a copy, off the main thread (see
- * `workerReader` in `lib/copies.ts`): the read is synchronous page by page, and a multi-GB copy
+ * `workerReader` in `lib/recovery/copies.ts`): the read is synchronous page by page, and a multi-GB copy
  * would otherwise hold the event loop, and with it Ctrl-C, for seconds; and copies are hashed
  * side by side on as many cores as there are.
  *
- * Message in: a `DbOp` (lib/copies.ts). Message out: a `DbReply`: `{ result }`,
+ * Message in: a `DbOp` (lib/recovery/copies.ts). Message out: a `DbReply`: `{ result }`,
  * or `{ error: { path, problems } }` for the reader's own refusal (`EtcdDbError`), or
  * `{ error: { message } }` for anything else.
  */
 
 import { EtcdDbError, keyHistoryHash, readStatus } from "./etcd_db.ts";
-import type { DbOp, DbReply } from "./copies.ts";
-import { sha256FileSync } from "./manifest.ts";
+import type { DbOp, DbReply } from "./reader.ts";
+import { sha256FileSync } from "./sha256.ts";
 
 function run(m: DbOp): Promise<unknown> {
   switch (m.op) {

@@ -4,10 +4,10 @@
  * nothing (kops-style preview).
  */
 
-import type { Ctx } from "./context.ts";
-import { planScript } from "./plan.ts";
-import { talosBase } from "./talosctl.ts";
-import { DeclinedError, InterruptedError, RecoveryError } from "./errors.ts";
+import type { Ctx } from "../run/context.ts";
+import { planScript } from "../talos/plan.ts";
+import { talosBase } from "../talos/talosctl.ts";
+import { DeclinedError, InterruptedError, RecoveryError } from "../run/errors.ts";
 
 /** Not a failure: the plan was printed instead of running (exit 0). */
 export class PlanPrinted extends RecoveryError {

@@ -9,7 +9,7 @@
  * ```
  */
 
-import { StepError } from "./errors.ts";
+import { StepError } from "../run/errors.ts";
 
 /** talosctl printed something this tool cannot read: never guessed around. */
 export class OutputFormatError extends StepError {}
@@ -264,13 +264,6 @@ export function isDataDirNotEmpty(stderr: string): boolean {
 export function isLearnerRpc(text: string): boolean {
   return /rpc not supported for learner/.test(text);
 }
-
-/** The last non-empty lines of a command's stderr, for error messages. */
-export function tail(text: string, lines = 5): string {
-  return text.split("\n").filter((l) => l.trim() !== "").slice(-lines).join("\n");
-}
-
-// ---- after the restore: Kubernetes nodes, Talos cluster members, pods and events ----------
 
 /** A row of `kubectl get nodes -o wide`. */
 export interface KubeNode {

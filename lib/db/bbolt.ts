@@ -23,7 +23,7 @@
  * ```
  */
 
-import { RecoveryError } from "./errors.ts";
+import { RecoveryError } from "../run/errors.ts";
 
 /** Bytes in a page header: id u64, flags u16, count u16, overflow u32. */
 export const PAGE_HEADER_SIZE = 16;

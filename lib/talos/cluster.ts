@@ -3,7 +3,7 @@
  * refused is an answer ("down"), not an error, and a fresh event history proves a reboot.
  */
 
-import type { Ctx } from "./context.ts";
+import type { Ctx } from "../run/context.ts";
 import {
   type Alarm,
   type EtcdStatusRow,
@@ -16,14 +16,16 @@ import {
   parseMembers,
   parseServiceInfo,
   type ServiceInfo,
-  tail,
 } from "./parse.ts";
+import { tail } from "../run/command.ts";
 import { commandFailure, sub, talos } from "./talosctl.ts";
-import { BACKOFF_MS, type Interval } from "./poll.ts";
+import { BACKOFF_MS, type Interval } from "../run/poll.ts";
+import { poll } from "../run/poll.ts";
+import { StepError } from "../run/errors.ts";
 
 /**
  * Pauses between two looks at a node's etcd service: 1 s, then backing off to 5 s (see
- * `BACKOFF_MS` in `lib/poll.ts`): at most one call per node per second.
+ * `BACKOFF_MS` in `lib/run/poll.ts`): at most one call per node per second.
  */
 export const SERVICE_POLL_MS: Interval = BACKOFF_MS;
 
@@ -175,4 +177,35 @@ export function healthyEvidence(
 export function membersOutside(view: ClusterView | undefined, nodes: string[]): string[] {
   return (view?.members ?? []).filter((m) => !nodes.some((n) => memberForNode([m], n)))
     .map((m) => `${m.hostname || m.id} (${m.peerUrls.join(",")})`);
+}
+
+/** Polls the seed until etcd is Preparing; fails fast when it is Running or Failed. */
+export async function waitPreparing(ctx: Ctx, seed: string): Promise<void> {
+  await poll(ctx, {
+    what: `etcd on "${seed}" to be Preparing`,
+    intervalMs: SERVICE_POLL_MS,
+    timeoutMs: ctx.opts.timeoutMs,
+    check: async () => {
+      const look = await lookAtEtcd(ctx, seed, "wait");
+      if (look.kind === "up" && look.info.state === "Preparing") {
+        return { done: true, value: undefined };
+      }
+      if (look.kind === "up" && look.info.state === "Running") {
+        throw new StepError(
+          `etcd on "${seed}" is Running, not Preparing: it was not wiped, or it was already bootstrapped`,
+          {
+            hint:
+              "if it was already bootstrapped, go on with deno task disarm; otherwise run deno task wipe",
+          },
+        );
+      }
+      if (look.kind === "up" && look.info.state === "Failed") {
+        throw new StepError(`etcd on "${seed}" is Failed: ${lastEvent(look.info)}`, {
+          hint:
+            `a failed restore leaves files behind: reset the seed again (deno task wipe --nodes ${seed} --force --yes), then bootstrap`,
+        });
+      }
+      return { done: false, state: describe(look) };
+    },
+  });
 }

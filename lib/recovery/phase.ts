@@ -1,6 +1,6 @@
 /**
  * Where a recovery stands: one model, derived from what the journal records (`Progress`, read
- * by lib/resume.ts) and a fresh look at the cluster (`Looks`), so that a re-run of any task
+ * by lib/recovery/resume.ts) and a fresh look at the cluster (`Looks`), so that a re-run of any task
  * goes on from there without repeating what took effect. The derivation (`whereItStands`,
  * `rejoinStep`) is a pure function of those two; the looking (`lookAtSeed`, `lookAtRejoins`)
  * is done separately.
@@ -10,13 +10,19 @@
  * since, healthy and a voter, is a rejoin. A live state the journal contradicts is refused.
  */
 
-import { type Ctx, step } from "./context.ts";
+import { type Ctx, step } from "../run/context.ts";
 import { join } from "node:path";
-import { describe, lastEvent, lookAtEtcd, type ServiceLook, startedWithin } from "./cluster.ts";
-import { RefusedError } from "./errors.ts";
+import {
+  describe,
+  lastEvent,
+  lookAtEtcd,
+  type ServiceLook,
+  startedWithin,
+} from "../talos/cluster.ts";
+import { RefusedError } from "../run/errors.ts";
 import { taskCommand } from "./main.ts";
 import { readManifest } from "./manifest.ts";
-import { type Member, memberForNode, parseMembers } from "./parse.ts";
+import { type Member, memberForNode, parseMembers } from "../talos/parse.ts";
 import {
   describeProgress,
   type Progress,
@@ -25,7 +31,7 @@ import {
   resumedSeed,
   unfinishedWipe,
 } from "./resume.ts";
-import { sub, talos } from "./talosctl.ts";
+import { sub, talos } from "../talos/talosctl.ts";
 
 /** The phases of a recovery, in order. */
 export const PHASES = [

@@ -1,5 +1,5 @@
 /**
- * Errors and exit codes. One top-level handler (`lib/main.ts`) maps every error to its code.
+ * Errors and exit codes. One top-level handler (`lib/recovery/main.ts`) maps every error to its code.
  *
  * Exit codes: 0 done, already done, or plan printed · 1 a step failed after the cluster may
  * have changed · 2 refused or bad usage, nothing changed · 3 the operator declined ·

@@ -4,9 +4,13 @@
  */
 
 import { existsSync, readdirSync, rmSync } from "node:fs";
-import { COMMON_FLAGS_HELP, type Options, parseOptions, type ParseSettings } from "./cli.ts";
-import { createCtx, type Ctx } from "./context.ts";
-import { type Deps, realDeps } from "./deps.ts";
+import { $ as zx$ } from "zx";
+import { setTimeout as sleepTimer } from "node:timers/promises";
+import { workerReader } from "../db/reader.ts";
+import { freeBytes } from "../run/deps.ts";
+import { COMMON_FLAGS_HELP, type Options, parseOptions, type ParseSettings } from "../run/cli.ts";
+import { createCtx, type Ctx } from "../run/context.ts";
+import { type Deps } from "../run/deps.ts";
 import {
   EXIT_FAILED,
   EXIT_OK,
@@ -14,13 +18,13 @@ import {
   InterruptedError,
   RecoveryError,
   UsageError,
-} from "./errors.ts";
-import { Journal } from "./journal.ts";
-import { evenCountWarning } from "./nodes.ts";
+} from "../run/errors.ts";
+import { Journal } from "../run/journal.ts";
+import { evenCountWarning } from "../run/nodes.ts";
 import { writeReport } from "./report.ts";
-import { CommandError } from "./errors.ts";
-import { tail } from "./parse.ts";
-import { shellLine } from "./talosctl.ts";
+import { CommandError } from "../run/errors.ts";
+import { tail } from "../run/command.ts";
+import { shellLine } from "../run/command.ts";
 
 export interface TaskDef {
   name: string;
@@ -160,4 +164,48 @@ function indent(text: string): string {
 export async function mainEntry(def: TaskDef): Promise<never> {
   const code = await runTask(def, Deno.args);
   Deno.exit(code);
+}
+
+const encoder = new TextEncoder();
+
+function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): void {
+  const bytes = encoder.encode(text);
+  let off = 0;
+  while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+}
+
+async function askStdin(question: string): Promise<string | null> {
+  writeAll(Deno.stderr, question);
+  const buf = new Uint8Array(1024);
+  let line = "";
+  while (true) {
+    const n = await Deno.stdin.read(buf);
+    if (n === null) return line === "" ? null : line;
+    line += new TextDecoder().decode(buf.subarray(0, n));
+    if (line.includes("\n")) return line.split("\n")[0];
+  }
+}
+
+/** The real world: zx, the process environment, Deno's stdio, signals. */
+export function realDeps(): Deps {
+  const controller = new AbortController();
+  const onSignal = (name: string) => () => {
+    if (!controller.signal.aborted) controller.abort(new Error(`received ${name}`));
+  };
+  Deno.addSignalListener("SIGINT", onSignal("SIGINT"));
+  Deno.addSignalListener("SIGTERM", onSignal("SIGTERM"));
+  const $ = zx$({ verbose: false, quiet: true });
+  return {
+    $,
+    env: Deno.env.toObject(),
+    isTerminal: Deno.stdin.isTerminal() && Deno.stderr.isTerminal(),
+    ask: askStdin,
+    stdout: (t) => writeAll(Deno.stdout, t),
+    stderr: (t) => writeAll(Deno.stderr, t),
+    now: () => Date.now(),
+    sleep: (ms, signal) => sleepTimer(ms, undefined, { signal }),
+    signal: controller.signal,
+    db: workerReader(controller.signal),
+    freeBytes,
+  };
 }

@@ -4,11 +4,11 @@
  * `OUT/db.<node>/db` (talosctl `cp` always writes into a directory).
  */
 
-import { createHash } from "node:crypto";
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { InterruptedError, RefusedError } from "./errors.ts";
-import { ensurePrivateDir } from "./journal.ts";
+import { InterruptedError, RefusedError } from "../run/errors.ts";
+import { ensurePrivateDir } from "../run/journal.ts";
+import { sha256File } from "../db/sha256.ts";
 
 export const MANIFEST_FILE = "manifest.json";
 
@@ -78,35 +78,6 @@ export function writeManifest(out: string, manifest: Manifest): void {
   const tmp = `${path}.tmp`;
   writeFileSync(tmp, JSON.stringify(manifest, null, 2) + "\n", { mode: 0o600 });
   renameSync(tmp, path);
-}
-
-/** sha256 of a file, read in chunks (db files can be gigabytes). */
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  using file = await Deno.open(path, { read: true });
-  const buf = new Uint8Array(1 << 20);
-  while (true) {
-    const n = await file.read(buf);
-    if (n === null) break;
-    hash.update(buf.subarray(0, n));
-  }
-  return hash.digest("hex");
-}
-
-/**
- * `sha256File` with blocking reads: 10-20% less CPU, for a worker thread only (on the main
- * thread it would hold Ctrl-C for the whole file).
- */
-export function sha256FileSync(path: string): string {
-  const hash = createHash("sha256");
-  using file = Deno.openSync(path, { read: true });
-  const buf = new Uint8Array(1 << 20);
-  while (true) {
-    const n = file.readSync(buf);
-    if (n === null) break;
-    hash.update(buf.subarray(0, n));
-  }
-  return hash.digest("hex");
 }
 
 export type CopyCheck = { ok: true } | { ok: false; reason: string };

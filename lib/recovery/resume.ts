@@ -3,9 +3,9 @@
  * a re-run never repeats a destructive step that succeeded.
  */
 
-import type { Ctx } from "./context.ts";
-import { RefusedError } from "./errors.ts";
-import { Journal } from "./journal.ts";
+import type { Ctx } from "../run/context.ts";
+import { RefusedError } from "../run/errors.ts";
+import { Journal } from "../run/journal.ts";
 import { readManifest } from "./manifest.ts";
 
 export interface Progress {
@@ -24,7 +24,7 @@ export interface Progress {
   bootstrapAccepted?: string;
   /**
    * When the last bootstrap call began whose answer was cut off (Ctrl-C or its deadline: exit
-   * unknown), after the last accepted one: accepted if the seed's etcd runs since (lib/phase.ts).
+   * unknown), after the last accepted one: accepted if the seed's etcd runs since (lib/recovery/phase.ts).
    */
   bootstrapCutOff?: string;
   /** When the seed last accepted `etcd alarm disarm` (exit 0), since its last reset. */

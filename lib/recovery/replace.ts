@@ -6,16 +6,20 @@
  * bootstrapped; no write is lost (the majority holds every one).
  */
 
-import { type Ctx, SKIPPED, step } from "./context.ts";
-import { StepError } from "./errors.ts";
-import { describe, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "./cluster.ts";
-import { Journal } from "./journal.ts";
-import { isLearnerRpc, memberForNode, parseAlarms, parseMembers } from "./parse.ts";
-import { poll } from "./poll.ts";
-import { commandFailure, sub, talos, talosOk } from "./talosctl.ts";
-import { talosPlan, waitForPlan } from "./plan.ts";
+import { type Ctx, SKIPPED, step } from "../run/context.ts";
+import { StepError } from "../run/errors.ts";
+import { describe, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "../talos/cluster.ts";
+import { Journal } from "../run/journal.ts";
+import { isLearnerRpc, memberForNode, parseAlarms, parseMembers } from "../talos/parse.ts";
+import { poll } from "../run/poll.ts";
+import { commandFailure, sub, talos, talosOk } from "../talos/talosctl.ts";
+import { talosPlan, waitForPlan } from "../talos/plan.ts";
 import { confirm, printPlan } from "./confirm.ts";
+import { decide } from "./triage.ts";
 import type { Decision } from "./triage.ts";
+import { taskCommand } from "./main.ts";
+import { gather } from "./evidence.ts";
+import { RefusedError } from "../run/errors.ts";
 
 /** The reset of a bad member: only EPHEMERAL (its etcd), at once, no graceful leave. */
 export const REPLACE_RESET = sub.reset(["EPHEMERAL"]);
@@ -217,4 +221,60 @@ export async function alarmOnly(ctx: Ctx, d: Decision): Promise<void> {
       "after all; take fresh copies and run diagnose again",
   );
   ctx.clusterState = `the alarm is disarmed on ${via}; no node was reset`;
+}
+
+/**
+ * The replace procedure on the verdict `d` (refused unless it is `replace`, or a replacement
+ * this OUT started): one confirmation naming the nodes and why, then each bad node in turn.
+ */
+export async function replaceProcedure(ctx: Ctx, d: Decision): Promise<void> {
+  const { via, bad } = replaceable(ctx, d);
+  const plan = () => replacePlan(ctx, via, bad, d.alarms.length > 0);
+  if (ctx.opts.dryRun) return printPlan(ctx, plan());
+  const names = bad.map((b) => b.node).join(", ");
+  const healthy = ctx.opts.nodes.filter((n) => !bad.some((b) => b.node === n)).join(", ");
+  await confirm(
+    ctx,
+    `replace ${names} only (${
+      d.reasons.filter((r) => / is bad: /.test(r)).join("; ") ||
+      "reset by an earlier run"
+    }): nothing is wiped on ${healthy}, no write is lost`,
+    plan,
+  );
+  ctx.continueWith ??= taskCommand("replace", ctx.opts, ["--yes"]);
+  for (const b of bad) await replaceOne(ctx, via, b.node, b.memberId);
+  if (d.alarms.length > 0 || bad.length > 0) await clearAlarms(ctx, via);
+  const after = decide(await gather(ctx, { copies: false }));
+  if (after.verdict !== "healthy") {
+    throw new StepError(`After the replacement the verdict is ${after.verdict}, not healthy`, {
+      hint: `${after.reasons.join("; ")}; run deno task diagnose again`,
+    });
+  }
+  ctx.log.ok(`healthy: ${after.reasons.join("; ")}`);
+  ctx.clusterState = `${names} replaced; every member votes`;
+}
+
+/** The nodes to replace and the healthy voter to ask, or a refusal naming the verdict. */
+function replaceable(ctx: Ctx, d: Decision) {
+  const resumed = d.findings.filter((f) => replaceResetAt(ctx.opts.out, f.node) !== undefined)
+    .filter((f) => f.role !== "running voter");
+  const healthy = d.findings.filter((f) => f.role === "running voter" && !f.bad);
+  const via = healthy.find((f) => f.memberId === d.leader)?.node ?? healthy[0]?.node;
+  // An interrupted run: a node reset by it and not back yet is finished, not refused.
+  if (d.verdict !== "replace" && resumed.length > 0 && via) {
+    ctx.log.info(`resuming: the reset of ${resumed.map((f) => f.node).join(", ")} was accepted`);
+    return { via, bad: resumed.map((f) => ({ node: f.node, memberId: f.memberId })) };
+  }
+  if (d.verdict !== "replace" || !via) {
+    throw new RefusedError(
+      `The verdict is ${d.verdict}, not replace: ${d.reasons.join("; ")}`,
+      {
+        hint: d.verdict === "healthy"
+          ? "nothing to replace"
+          : `run ${taskCommand("diagnose", ctx.opts)} for the way back`,
+      },
+    );
+  }
+  const bad = d.findings.filter((f) => d.replace.includes(f.node));
+  return { via, bad: bad.map((f) => ({ node: f.node, memberId: f.memberId })) };
 }

@@ -1,7 +1,7 @@
 /**
  * The command-line contract shared by every task: same flags, same meaning, parsed in one
  * place. Unknown flags and bad values are `UsageError`s (exit 2); `--help` is handled by the
- * caller (`lib/main.ts`).
+ * caller (`lib/recovery/main.ts`).
  *
  * @example
  * ```ts

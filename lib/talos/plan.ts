@@ -19,7 +19,8 @@
  */
 
 import { BOOTSTRAP_NOT_READY } from "./parse.ts";
-import { ETCD_DB_PATH, shellLine, shellWord } from "./talosctl.ts";
+import { ETCD_DB_PATH } from "./talosctl.ts";
+import { shellLine, shellWord } from "../run/command.ts";
 
 /** Answers of `talosctl bootstrap` that mean "not yet" (or no answer): retried until the deadline. */
 const BOOTSTRAP_NOT_YET = `${BOOTSTRAP_NOT_READY}|code = Unavailable`;

@@ -27,7 +27,7 @@
  * @example
  * ```ts
  * import { keyHistoryHash, readHistorySpan } from "./etcd_db.ts";
- * import { compareCopies, planComparison } from "./etcd_db_compare.ts";
+ * import { compareCopies, planComparison } from "./compare.ts";
  * const files: Record<string, string> = { a: "a.db", b: "b.db", c: "c.db" };
  * const spans = await Promise.all(Object.entries(files).map(async ([node, path]) => ({
  *   node, ...(await readHistorySpan(path)),

@@ -5,9 +5,9 @@
  * different hashes on different members).
  */
 
-import type { Ctx } from "./context.ts";
-import { runCommand } from "./talosctl.ts";
-import { tail } from "./parse.ts";
+import type { Ctx } from "../run/context.ts";
+import { runCommand } from "../run/command.ts";
+import { tail } from "../run/command.ts";
 
 export interface ToolStatus {
   hash: number;

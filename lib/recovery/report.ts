@@ -6,10 +6,10 @@
 
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { JournalEntry } from "./journal.ts";
-import { ensurePrivateDir, Journal } from "./journal.ts";
+import type { JournalEntry } from "../run/journal.ts";
+import { ensurePrivateDir, Journal } from "../run/journal.ts";
 import { type Manifest, readManifest } from "./manifest.ts";
-import { formatMs } from "./poll.ts";
+import { formatMs } from "../run/poll.ts";
 
 export const REPORT_FILE = "report.md";
 

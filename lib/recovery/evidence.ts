@@ -6,14 +6,15 @@
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { Ctx } from "./context.ts";
-import { InterruptedError } from "./errors.ts";
-import { askCluster, type ClusterView, lookAtEtcd } from "./cluster.ts";
-import type { NodeLooks } from "./preflight.ts";
+import type { Ctx } from "../run/context.ts";
+import { InterruptedError } from "../run/errors.ts";
+import { askCluster, type ClusterView, lookAtEtcd } from "../talos/cluster.ts";
+import type { NodeLooks } from "../talos/preflight.ts";
 import { MANIFEST_FILE } from "./manifest.ts";
 import { inspectCopies, type Inspection } from "./inspect.ts";
-import { type EtcdStatusRow, tail } from "./parse.ts";
-import { sub, talos } from "./talosctl.ts";
+import { type EtcdStatusRow } from "../talos/parse.ts";
+import { tail } from "../run/command.ts";
+import { sub, talos } from "../talos/talosctl.ts";
 import type { CopiesEvidence, NodeEvidence, TriageInput } from "./triage.ts";
 
 /** Every look, at every node at once; then the copies, when OUT holds them. */

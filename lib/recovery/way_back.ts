@@ -1,0 +1,81 @@
+import { decide } from "./triage.ts";
+import type { Decision } from "./triage.ts";
+import type { Ctx } from "../run/context.ts";
+import type { NodeLooks } from "../talos/preflight.ts";
+import { inspectCopies } from "./inspect.ts";
+import { statusTable } from "./inspect.ts";
+import { askCluster } from "../talos/cluster.ts";
+import { triageInput } from "./evidence.ts";
+import { RefusedError } from "../run/errors.ts";
+import { taskCommand } from "./main.ts";
+import { replaceProcedure } from "./replace.ts";
+import { defragProcedure } from "./defrag.ts";
+import { alarmOnly } from "./replace.ts";
+/**
+ * recover's choice of a way back: the triage on what it has looked at already (pre-flight's
+ * looks, the copies, the cluster's answers), then the procedure for the verdict, or a
+ * refusal naming what to do instead. The full rebuild itself is the runbook in tasks/.
+ */
+
+/**
+ * Looks at the copies and the cluster once (the safety check reuses both) and decides which
+ * procedure to run: the full rebuild only when nothing smaller works, or with --full.
+ */
+export async function triage(ctx: Ctx, looks: NodeLooks) {
+  const insp = await inspectCopies(ctx);
+  ctx.log.raw(statusTable(insp, ctx.opts.seed));
+  const first = ctx.opts.seed ?? insp.choice?.seed ?? ctx.opts.nodes[0];
+  const view = await askCluster(ctx, first, "safety");
+  const decision = decide(triageInput(ctx.opts.nodes, looks, insp, view));
+  ctx.log.info(`verdict: ${decision.verdict}`);
+  for (const r of decision.reasons) ctx.log.info(`- ${r}`);
+  return { decision, looked: { insp, view }, procedure: procedureFor(ctx, decision) };
+}
+
+/** The procedure for a verdict, or a refusal (exit 2) naming what to do instead. */
+function procedureFor(ctx: Ctx, d: Decision): Decision["verdict"] {
+  const why = d.reasons.join("; ");
+  if (d.verdict === "rebuild") return "rebuild";
+  if (ctx.opts.full || (ctx.opts.force && d.verdict === "healthy")) {
+    ctx.log.warn(
+      `the full rebuild because of ${
+        ctx.opts.full ? "--full" : "--force"
+      }, though the verdict is ${d.verdict}`,
+    );
+    return "rebuild";
+  }
+  if (d.verdict === "healthy") {
+    throw new RefusedError(`Refusing to wipe a healthy cluster: ${why}`, {
+      hint: "nothing to recover; pass --full only if you know etcd is broken anyway",
+    });
+  }
+  if (d.verdict === "unknown") {
+    throw new RefusedError(`Not enough evidence to choose a way back: ${why}`, {
+      hint: "fix what is missing and run again; --full rebuilds from the copies (every write " +
+        "after them is lost)",
+    });
+  }
+  if (ctx.opts.seed) {
+    throw new RefusedError(
+      `--seed ${ctx.opts.seed} asks for the full rebuild, but a smaller way back exists: ` +
+        `${d.verdict} (${why})`,
+      { hint: `run it again without --seed to take it (${SMALLER[d.verdict]}), or add --full` },
+    );
+  }
+  return d.verdict;
+}
+
+/** What each smaller procedure does, for messages. */
+const SMALLER: Record<string, string> = {
+  "replace": "replace only the bad members; no write is lost",
+  "nospace": "defragment each member and disarm; no node is reset",
+  "alarm-only": "disarm the alarm; nothing is reset",
+};
+
+/** Runs replace, defrag or the disarm, as their tasks do, after one confirmation naming it. */
+export async function smallerWayBack(ctx: Ctx, d: Decision): Promise<void> {
+  ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
+  if (d.verdict === "replace") return await replaceProcedure(ctx, d);
+  if (d.verdict === "nospace") return await defragProcedure(ctx, d);
+  await alarmOnly(ctx, d);
+}
