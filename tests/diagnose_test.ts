@@ -5,48 +5,40 @@
  */
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { main as diagnose } from "../tasks/diagnose.ts";
 import { main as replace } from "../tasks/replace.ts";
 import { main as defrag } from "../tasks/defrag.ts";
 import { fakeWorld, type Recording } from "./replay.ts";
-import { fxFor, NODES, NODES_FLAG, rec, T, tempOut } from "./scenario.ts";
+import {
+  NODES,
+  NODES_FLAG,
+  rec,
+  T,
+  tempOut,
+  triageFx,
+  triageStatusRec,
+  unreachableRec,
+  versionRec,
+} from "./scenario.ts";
 
 const [N10, N11, N12] = NODES;
-const triage = (name: string) =>
-  readFileSync(new URL(`../fixtures/talosctl-triage/${name}`, import.meta.url), "utf8");
 const MUTATING = / reset | bootstrap | alarm disarm| reboot | remove-member | defrag/;
-
-const version = (n: string): Recording => ({
-  cmd: T(n, "version"),
-  stdout: fxFor("version.txt", n),
-});
-const unreachable = (cmd: string, n: string): Recording => ({
-  cmd,
-  stderr: fxFor("service-etcd.connection-refused.direct.err.txt", n),
-  code: 1,
-});
-/** `etcd status` of one node: its row of a triage sample. */
-function statusOf(n: string, sample: string): Recording {
-  const [header, ...rows] = triage(sample).split("\n").filter((l) => l.trim() !== "");
-  return {
-    cmd: T(n, "etcd", "status"),
-    stdout: `${header}\n${rows.find((r) => r.startsWith(`${n} `))}\n`,
-  };
-}
 
 Deno.test("diagnose: one member crash-loops while two hold quorum: replace it, exit 0, nothing sent", async () => {
   const w = fakeWorld([
-    ...NODES.map(version),
+    ...NODES.map(versionRec),
     rec.service(N10, "service-etcd.running-ok.txt"),
     rec.service(N11, "service-etcd.running-ok.txt"),
-    { cmd: T(N12, "service", "etcd"), stdout: triage("service-etcd.crashloop-corrupt-check.txt") },
-    statusOf(N10, "etcd-status.one-node-down.txt"),
-    statusOf(N11, "etcd-status.one-node-down.txt"),
-    unreachable(T(N12, "etcd", "status"), N12),
+    {
+      cmd: T(N12, "service", "etcd"),
+      stdout: triageFx("service-etcd.crashloop-corrupt-check.txt"),
+    },
+    triageStatusRec(N10, "etcd-status.one-node-down.txt"),
+    triageStatusRec(N11, "etcd-status.one-node-down.txt"),
+    unreachableRec(T(N12, "etcd", "status"), N12),
     ...[N10, N11].flatMap((n) => [
       rec.alarms(n, "etcd-alarm-list.empty.txt"),
-      { cmd: T(n, "etcd", "members"), stdout: triage("etcd-members.before-remove.txt") },
+      { cmd: T(n, "etcd", "members"), stdout: triageFx("etcd-members.before-remove.txt") },
     ]),
   ]);
   const code = await diagnose([...NODES_FLAG, "--out", tempOut(), "--json"], w.deps);
@@ -69,13 +61,13 @@ Deno.test("diagnose: one member crash-loops while two hold quorum: replace it, e
 Deno.test("diagnose: no leader anywhere: rebuild, and alarm list and members are never asked", async () => {
   // Strict replay: an `etcd alarm list` (it would block ~12 minutes) fails the test.
   const w = fakeWorld([
-    ...NODES.map((n) => n === N11 ? version(n) : unreachable(T(n, "version"), n)),
-    unreachable(T(N10, "service", "etcd"), N10),
+    ...NODES.map((n) => n === N11 ? versionRec(n) : unreachableRec(T(n, "version"), n)),
+    unreachableRec(T(N10, "service", "etcd"), N10),
     rec.service(N11, "service-etcd.running-ok.txt"),
-    unreachable(T(N12, "service", "etcd"), N12),
-    unreachable(T(N10, "etcd", "status"), N10),
-    statusOf(N11, "etcd-status.no-leader.txt"),
-    unreachable(T(N12, "etcd", "status"), N12),
+    unreachableRec(T(N12, "service", "etcd"), N12),
+    unreachableRec(T(N10, "etcd", "status"), N10),
+    triageStatusRec(N11, "etcd-status.no-leader.txt"),
+    unreachableRec(T(N12, "etcd", "status"), N12),
   ]);
   const code = await diagnose(NODES_FLAG, w.deps);
   assert.equal(code, 0, w.stderr());
@@ -93,16 +85,19 @@ Deno.test("diagnose: no leader anywhere: rebuild, and alarm list and members are
 /** The looks of diagnose on the cluster where .12 crash-loops (quorum on .10, .11). */
 function badMemberLooks(): Recording[] {
   return [
-    ...NODES.map(version),
+    ...NODES.map(versionRec),
     rec.service(N10, "service-etcd.running-ok.txt"),
     rec.service(N11, "service-etcd.running-ok.txt"),
-    { cmd: T(N12, "service", "etcd"), stdout: triage("service-etcd.crashloop-corrupt-check.txt") },
-    statusOf(N10, "etcd-status.one-node-down.txt"),
-    statusOf(N11, "etcd-status.one-node-down.txt"),
-    unreachable(T(N12, "etcd", "status"), N12),
+    {
+      cmd: T(N12, "service", "etcd"),
+      stdout: triageFx("service-etcd.crashloop-corrupt-check.txt"),
+    },
+    triageStatusRec(N10, "etcd-status.one-node-down.txt"),
+    triageStatusRec(N11, "etcd-status.one-node-down.txt"),
+    unreachableRec(T(N12, "etcd", "status"), N12),
     ...[N10, N11].flatMap((n) => [
       rec.alarms(n, "etcd-alarm-list.empty.txt"),
-      { cmd: T(n, "etcd", "members"), stdout: triage("etcd-members.before-remove.txt") },
+      { cmd: T(n, "etcd", "members"), stdout: triageFx("etcd-members.before-remove.txt") },
     ]),
   ];
 }
@@ -110,7 +105,7 @@ function badMemberLooks(): Recording[] {
 /** The looks of diagnose once every member votes again (no alarm). */
 function healthyLooks(): Recording[] {
   return [
-    ...NODES.map(version),
+    ...NODES.map(versionRec),
     ...NODES.map((n) => rec.service(n, "service-etcd.running-ok.txt")),
     ...NODES.map((n) => rec.etcdStatus(n, "etcd-status.all-nodes.txt")),
     ...NODES.flatMap((n) => [
@@ -126,10 +121,11 @@ Deno.test("replace: removes the bad member on the leader, resets only that node,
   const w = fakeWorld([
     ...badMemberLooks(),
     { cmd: T(N11, "etcd", "remove-member", "d2c3b4a596877869"), stdout: "" },
+    rec.alarms(N11, "etcd-alarm-list.empty.txt"), // cleared before the reset (none here)
     resetOf12,
     rec.refused(N12),
     rec.service(N12, "service-etcd.running-learner.txt"),
-    { cmd: T(N11, "etcd", "members"), stdout: triage("etcd-members.unstarted.txt") },
+    { cmd: T(N11, "etcd", "members"), stdout: triageFx("etcd-members.unstarted.txt") },
     rec.service(N12, "service-etcd.running-ok.txt"),
     rec.members(N11, "etcd-members.txt"),
     rec.alarms(N11, "etcd-alarm-list.empty.txt"),
@@ -176,29 +172,29 @@ Deno.test("replace without a terminal prints its plan: remove-member, reset of t
 /** diagnose's looks on the NOSPACE cluster of the reference: every member follows .11. */
 function nospaceLooks(): Recording[] {
   return [
-    ...NODES.map(version),
+    ...NODES.map(versionRec),
     ...NODES.map((n) => rec.service(n, "service-etcd.running-ok.txt")),
-    ...NODES.map((n) => statusOf(n, "etcd-status.nospace.txt")),
+    ...NODES.map((n) => triageStatusRec(n, "etcd-status.nospace.txt")),
     ...NODES.flatMap((n) => [
-      { cmd: T(n, "etcd", "alarm", "list"), stdout: triage("etcd-alarm-list.nospace.txt") },
-      { cmd: T(n, "etcd", "members"), stdout: triage("etcd-members.before-remove.txt") },
+      { cmd: T(n, "etcd", "alarm", "list"), stdout: triageFx("etcd-alarm-list.nospace.txt") },
+      { cmd: T(n, "etcd", "members"), stdout: triageFx("etcd-members.before-remove.txt") },
     ]),
   ];
 }
 
 Deno.test("defrag: each member one at a time, the leader last, then disarm; no node is reset or rebooted", async () => {
-  const after = triage("etcd-status.nospace.after-defrag.txt").replace(
+  const after = triageFx("etcd-status.nospace.after-defrag.txt").replace(
     / memberID:\S+ alarm:NOSPACE *$/m,
     "",
   );
   const w = fakeWorld([
     ...nospaceLooks(),
     ...[N10, N12, N11].flatMap((n) => [
-      { cmd: T(n, "etcd", "defrag"), stdout: triage("etcd-defrag.txt") },
+      { cmd: T(n, "etcd", "defrag"), stdout: triageFx("etcd-defrag.txt") },
       rec.service(n, "service-etcd.running-ok.txt"),
     ]),
-    { cmd: T(N11, "etcd", "alarm", "list"), stdout: triage("etcd-alarm-list.nospace.txt") },
-    { cmd: T(N11, "etcd", "alarm", "disarm"), stdout: triage("etcd-alarm-list.nospace.txt") },
+    { cmd: T(N11, "etcd", "alarm", "list"), stdout: triageFx("etcd-alarm-list.nospace.txt") },
+    { cmd: T(N11, "etcd", "alarm", "disarm"), stdout: triageFx("etcd-alarm-list.nospace.txt") },
     rec.alarms(N11, "etcd-alarm-list.empty.txt"),
     ...NODES.map((n) => ({ cmd: T(n, "etcd", "status"), stdout: after.replaceAll(N11, n) })),
     ...healthyLooks(),

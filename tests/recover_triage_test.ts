@@ -5,62 +5,44 @@
  */
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { main as recover } from "../tasks/recover.ts";
 import { fakeWorld, type Recording } from "./replay.ts";
 import {
   extractRecs,
-  fxFor,
   NODES,
   NODES_FLAG,
   rec,
   statusRecs,
   T,
   tempOut,
+  triageFx,
+  triageStatusRec,
+  unreachableRec,
+  versionRec,
   VIP,
 } from "./scenario.ts";
 
 const [N10, N11, N12] = NODES;
-const triage = (name: string) =>
-  readFileSync(new URL(`../fixtures/talosctl-triage/${name}`, import.meta.url), "utf8");
 const MUTATING = / reset | bootstrap | alarm disarm| reboot | remove-member | defrag/;
-const CRASH_LOOP = triage("service-etcd.crashloop-corrupt-check.txt");
-
-const unreachable = (cmd: string, n: string): Recording => ({
-  cmd,
-  stderr: fxFor("service-etcd.connection-refused.direct.err.txt", n),
-  code: 1,
-});
-function statusOf(n: string, sample: string): Recording {
-  const [header, ...rows] = triage(sample).split("\n").filter((l) => l.trim() !== "");
-  const row = rows.find((r) => r.startsWith(`${n} `));
-  return { cmd: T(n, "etcd", "status"), stdout: `${header}\n${row}\n` };
-}
-const etcdVolume = (n: string): Recording => ({
-  cmd: T(n, "get", "volumestatus", "ETCD"),
-  stdout: readFileSync(
-    new URL("../fixtures/talosctl-extra/volumestatus-etcd.directory.txt", import.meta.url),
-    "utf8",
-  ).replaceAll("192.168.53.11", n),
-});
+const CRASH_LOOP = triageFx("service-etcd.crashloop-corrupt-check.txt");
 
 /** Pre-flight on the cluster where .12 crash-loops: every node answers, .12's etcd Waiting. */
 const preflight = (): Recording[] =>
   NODES.flatMap((n) => [
-    { cmd: T(n, "version"), stdout: fxFor("version.txt", n) },
+    versionRec(n),
     n === N12
       ? { cmd: T(n, "service", "etcd"), stdout: CRASH_LOOP }
       : rec.service(n, "service-etcd.running-ok.txt"),
-    etcdVolume(n),
+    rec.etcdVolume(n, "directory"),
   ]);
 /** The cluster's answers before the wipe: .10 and .11 follow the leader .11, .12 is down. */
 const cluster = (): Recording[] => [
-  statusOf(N10, "etcd-status.one-node-down.txt"),
-  statusOf(N11, "etcd-status.one-node-down.txt"),
-  unreachable(T(N12, "etcd", "status"), N12),
+  triageStatusRec(N10, "etcd-status.one-node-down.txt"),
+  triageStatusRec(N11, "etcd-status.one-node-down.txt"),
+  unreachableRec(T(N12, "etcd", "status"), N12),
   ...[N10, N11].flatMap((n) => [
     rec.alarms(n, "etcd-alarm-list.empty.txt"),
-    { cmd: T(n, "etcd", "members"), stdout: triage("etcd-members.before-remove.txt") },
+    { cmd: T(n, "etcd", "members"), stdout: triageFx("etcd-members.before-remove.txt") },
   ]),
 ];
 const badMember = (out: string) => [
@@ -74,7 +56,7 @@ Deno.test("recover on a cluster with one bad member replaces only that member: n
   const out = tempOut();
   const reset12 = rec.reset(N12);
   const healthy: Recording[] = [
-    ...NODES.map((n) => ({ cmd: T(n, "version"), stdout: fxFor("version.txt", n) })),
+    ...NODES.map(versionRec),
     ...NODES.map((n) => rec.service(n, "service-etcd.running-ok.txt")),
     ...NODES.map((n) => rec.etcdStatus(n, "etcd-status.all-nodes.txt")),
     ...NODES.flatMap((n) => [
@@ -85,6 +67,7 @@ Deno.test("recover on a cluster with one bad member replaces only that member: n
   const w = fakeWorld([
     ...badMember(out),
     { cmd: T(N11, "etcd", "remove-member", "d2c3b4a596877869"), stdout: "" },
+    rec.alarms(N11, "etcd-alarm-list.empty.txt"), // cleared before the reset (none here)
     reset12,
     rec.refused(N12),
     rec.service(N12, "service-etcd.running-ok.txt"),

@@ -300,3 +300,29 @@ export function recordSeed(out: string, seed = SEED): void {
       "\n",
   );
 }
+
+/** A sample of fixtures/talosctl-triage/ (copied from the triage reference). */
+export function triageFx(name: string): string {
+  return readFileSync(new URL(`../fixtures/talosctl-triage/${name}`, import.meta.url), "utf8");
+}
+
+/** `talosctl version` answering for `node`. */
+export const versionRec = (node: string): Recording => ({
+  cmd: T(node, "version"),
+  stdout: fxFor("version.txt", node),
+});
+
+/** `cmd` on `node` failing with connection refused (the node is down or rebooting). */
+export const unreachableRec = (cmd: string, node: string): Recording => ({
+  cmd,
+  stderr: fxFor("service-etcd.connection-refused.direct.err.txt", node),
+  code: 1,
+});
+
+/** `etcd status` of one node: its own row of a triage sample. */
+export function triageStatusRec(node: string, sample: string): Recording {
+  const [header, ...rows] = triageFx(sample).split("\n").filter((l) => l.trim() !== "");
+  const row = rows.find((r) => r.startsWith(`${node} `));
+  if (!row) throw new Error(`${sample} has no row for ${node}`);
+  return { cmd: T(node, "etcd", "status"), stdout: `${header}\n${row}\n` };
+}

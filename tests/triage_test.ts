@@ -258,3 +258,25 @@ Deno.test("bytesOf() reads go-humanize sizes", () => {
   assert.equal(bytesOf("603 MB (28.10%)"), 603e6);
   assert.equal(bytesOf("-"), undefined);
 });
+
+Deno.test("a crash loop beside a CORRUPT alarm on member 0 and no copies: unknown, not a replace of the wrong member", () => {
+  const input = {
+    nodes: NODES,
+    evidence: evidence({
+      [N12]: {
+        ...UP,
+        service: service(triage("service-etcd.crashloop-wal-crc.txt"), N12),
+        status: { error: "connection refused" },
+      },
+    }),
+    members: MEMBERS,
+    alarms: parseAlarms(fx("etcd-alarm-list.corrupt-member0.txt")),
+  };
+  const blind = decide(input);
+  assert.equal(blind.verdict, "unknown");
+  assert.match(blind.reasons.join("\n"), /only be told from their copies/);
+  // the copies vouch for the running members: replace the bad one
+  const seen = decide({ ...input, copies: { ...agree, majority: [N10, N11], outside: [] } });
+  assert.equal(seen.verdict, "replace");
+  assert.deepEqual(seen.replace, [N12]);
+});

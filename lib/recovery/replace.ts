@@ -52,6 +52,9 @@ export function replaceOne(ctx: Ctx, via: string, node: string, id: string | und
     if (earlier === undefined) {
       if (id) await remove(ctx, via, id, name);
       else ctx.log.info(`${node}: no member listed for it: nothing to remove`);
+      // with the bad member gone, an alarm it caused is cleared now: the others accept writes
+      // again while it rejoins (an alarm survives the removal of its member)
+      await clearAlarms(ctx, via);
       const r = await talos(ctx, node, REPLACE_RESET, { step: name, mutating: true });
       if (r.code !== 0) throw commandFailure(ctx, node, REPLACE_RESET, r);
       sentAt = ctx.deps.now();
@@ -154,6 +157,7 @@ export function replacePlan(
     }, one at a time; ${via} and the others keep etcd up`,
     ...bad.flatMap((b) => [
       ...(b.memberId ? [talosPlan(via, removeMember(b.memberId))] : []),
+      ...(alarms ? [talosPlan(via, sub.alarmDisarm()), "# (writes work again from here)"] : []),
       talosPlan(b.node, REPLACE_RESET),
       `# it comes back with an empty etcd, joins as a learner and is promoted by etcd itself`,
       waitForPlan(`${b.node} to vote`, seconds, `voter ${via} ${b.node}`),

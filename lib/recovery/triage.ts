@@ -23,6 +23,7 @@
 
 import type { Alarm, EtcdStatusRow, Member, ServiceInfo } from "../talos/parse.ts";
 import { followsLeader, memberForNode } from "../talos/parse.ts";
+import { sub } from "../talos/talosctl.ts";
 
 export type Verdict = "healthy" | "alarm-only" | "nospace" | "replace" | "rebuild" | "unknown";
 
@@ -229,6 +230,20 @@ export function decide(input: TriageInput): Decision {
   if (input.copies?.notCompared) reasons.push(`copies: ${input.copies.notCompared}`);
 
   if (bad.length > 0) {
+    // CORRUPT says some member's data differs: the running members are trusted only when their
+    // copies agree, or when every CORRUPT alarm names a member already shown bad
+    const corrupt = alarms.filter((a) => a.type === "CORRUPT");
+    const named = corrupt.every((a) => bad.some((f) => f.node === a.node));
+    const vouched = input.copies?.majority &&
+      healthy.every((f) => input.copies!.majority!.includes(f.node));
+    if (corrupt.length > 0 && !named && !vouched) {
+      reasons.push(
+        "a CORRUPT alarm is armed: which of the running members hold good data can only be " +
+          "told from their copies (etcd 3.5's alarm always names member 0); extract them and " +
+          "diagnose with --out",
+      );
+      return decision("unknown");
+    }
     if (healthy.length >= quorum) {
       reasons.push(
         `${healthy.map((f) => f.node).join(", ")} run as healthy voters that ${
@@ -365,14 +380,8 @@ export function nextSteps(
           const id = d.findings.find((f) => f.node === n)?.memberId;
           return [
             ...(id && on ? [options.talos(on, ["etcd", "remove-member", id])] : []),
-            options.talos(n, [
-              "reset",
-              "--system-labels-to-wipe",
-              "EPHEMERAL",
-              "--graceful=false",
-              "--reboot",
-              "--wait=false",
-            ]),
+            ...(on && d.alarms.length > 0 ? [options.talos(on, sub.alarmDisarm())] : []),
+            options.talos(n, sub.reset(["EPHEMERAL"])),
             `# wait until ${
               on ?? "a healthy node"
             } lists ${n} as a voter (it rejoins as a learner first):`,
