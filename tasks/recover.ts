@@ -36,7 +36,8 @@ import { describeJournal, lookAtSeed, whereItStands } from "../lib/recovery/phas
 import { RefusedError } from "../lib/run/errors.ts";
 import { extract, extractPlan } from "./01_extract.ts";
 import { statusPlan } from "./02_status.ts";
-import { checkBeforeFinishing, checkBeforeWipe, finishWipe, wipe, wipePlan } from "./03_wipe.ts";
+import { wipe, wipePlan } from "./03_wipe.ts";
+import { checkBeforeFinishing, checkBeforeWipe, finishWipe } from "../lib/recovery/wipe.ts";
 import { waitPlan } from "./04_wait.ts";
 import { waitPreparing } from "../lib/talos/cluster.ts";
 import { awaitRestore, bootstrap, bootstrapPlan, restorePlan } from "./05_bootstrap.ts";
