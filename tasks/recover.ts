@@ -40,7 +40,7 @@ import { extract, extractPlan } from "./01_extract.ts";
 import { statusPlan } from "./02_status.ts";
 import { wipe, wipePlan } from "./03_wipe.ts";
 import { waitPlan } from "./04_wait.ts";
-import { awaitRestore, bootstrap, bootstrapPlan, restorePlan } from "./05_bootstrap.ts";
+import { bootstrap, bootstrapPlan, restorePlan } from "./05_bootstrap.ts";
 import { disarm, disarmPlan } from "./06_disarm.ts";
 import { rejoin, rejoinPlan } from "./07_rejoin.ts";
 import { verify, verifyPlan } from "./08_verify.ts";
@@ -154,7 +154,6 @@ function rest(ctx: Ctx): RecoverSteps {
   return {
     fromBootstrap: (seed, file) => fromBootstrap(ctx, seed, file),
     fromDisarm: (seed) => fromDisarm(ctx, seed),
-    awaitRestore: (seed, file) => awaitRestore(ctx, seed, file),
     plan: () => recoverPlan(ctx),
   };
 }

@@ -15,6 +15,7 @@ import { verifiedSeedCopy } from "./inspect.ts";
 import { describeProgress, type Progress, resumedSeed, unfinishedWipe } from "./resume.ts";
 import { describeJournal, lookAtSeed, whereItStands } from "./phase.ts";
 import { checkBeforeFinishing, finishWipe } from "./wipe.ts";
+import { awaitRestore, restartRestore } from "./bootstrap.ts";
 
 /** The parts of the procedure a resume continues with (tasks/recover.ts). */
 export interface RecoverSteps {
@@ -22,8 +23,6 @@ export interface RecoverSteps {
   fromBootstrap(seed: string, file: string): Promise<void>;
   /** Steps 6-8 (disarm, rejoin, verify). */
   fromDisarm(seed: string): Promise<void>;
-  /** The rest of step 5 once its bootstrap was accepted. */
-  awaitRestore(seed: string, file: string): Promise<void>;
   /** The whole plan, for the prompt. */
   plan(): string[];
 }
@@ -114,17 +113,10 @@ export async function resume(ctx: Ctx, progress: Progress, steps: RecoverSteps):
       `Waiting for the restore of ${seed} (bootstrap sent ${
         progress.bootstrapAccepted ?? progress.bootstrapCutOff
       }; not sent again)`,
-      () => steps.awaitRestore(seed, file),
+      () => awaitRestore(ctx, seed, file),
     );
   }
   await steps.fromDisarm(seed);
-}
-
-/** The command that resets the seed again and bootstraps it: after a failed restore. */
-function restartRestore(ctx: Ctx, seed: string): string {
-  return `${
-    taskCommand("wipe", { ...ctx.opts, nodes: [seed], seed: undefined }, ["--force", "--yes"])
-  } && ${taskCommand("bootstrap", ctx.opts, ["--seed", seed, "--yes"])}`;
 }
 
 /**
