@@ -10,7 +10,7 @@
  * Refuses:  without an intact copy of the seed (never overridable); while any node's copy is
  *           missing or unreadable, a --seed below the highest revision, or a healthy cluster
  *           (each overridable with --force). Asks first unless --yes.
- * Re-run:   a wipe not finished is finished (lib/recovery/wipe.ts finishWipe: a node whose reset took
+ * Re-run:   a wipe not finished is finished (lib/recovery/phase.ts wipeStep: a node whose reset took
  *           is not reset again); a finished one sends nothing; after an accepted bootstrap,
  *           refused.
  * Raw:      talosctl -e 192.168.53.10 -n 192.168.53.10 reset --system-labels-to-wipe EPHEMERAL --graceful=false --reboot --wait=false
@@ -79,6 +79,9 @@ export async function wipe(ctx: Ctx): Promise<void> {
       failed.join(", ")
     } (still holding the old etcd)`;
   });
+  // The check: each node is polled until it went down (or its etcd started after `sentAt`) and
+  // is back with etcd Preparing, empty and waiting (awaitWiped); all at once, a failure naming
+  // the nodes seen wiped and those not (allWiped).
   await allWiped(ctx, nodes.map((node) => [node, () => awaitWiped(ctx, node, sentAt)]));
   ctx.clusterState = everyNodeWiped(ctx);
   ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--yes"]);
