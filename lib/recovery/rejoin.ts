@@ -170,7 +170,7 @@ export async function rejoinOne(
 }
 
 /** The rejoin flags a command to continue must repeat. */
-export function rejoinFlags(ctx: Ctx): string[] {
+function rejoinFlags(ctx: Ctx): string[] {
   return [
     ...(ctx.opts.rollingReboot ? ["--rolling-reboot"] : []),
     ...(ctx.opts.joinGraceMs !== DEFAULT_JOIN_GRACE_MS
