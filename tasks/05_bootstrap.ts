@@ -18,11 +18,11 @@
 import { join } from "node:path";
 import { type Ctx, step } from "../lib/run/context.ts";
 import type { Deps } from "../lib/run/deps.ts";
-import { RefusedError, StepError } from "../lib/run/errors.ts";
+import { RefusedError } from "../lib/run/errors.ts";
 import { planSeed, seedOf } from "../lib/recovery/inspect.ts";
-import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/recovery/main.ts";
+import { mainEntry, runTask, type TaskDef } from "../lib/recovery/main.ts";
 import { confirm, printPlan } from "../lib/recovery/confirm.ts";
-import { describe, lastEvent, lookAtEtcd, SERVICE_POLL_MS } from "../lib/talos/cluster.ts";
+import { lookAtEtcd, SERVICE_POLL_MS } from "../lib/talos/cluster.ts";
 import { copyFile } from "../lib/recovery/manifest.ts";
 import { poll } from "../lib/run/poll.ts";
 import { isBootstrapNotReady, isDataDirNotEmpty, isUnreachable } from "../lib/talos/parse.ts";
@@ -32,6 +32,7 @@ import { bootstrapFromPlan, etcdRestoredPlan, waitForPlan } from "../lib/talos/p
 import { bootstrappedEarlier } from "../lib/recovery/phase.ts";
 import { waitPreparing } from "../lib/talos/cluster.ts";
 import { verifiedSeedCopy } from "../lib/recovery/inspect.ts";
+import { awaitRestore } from "../lib/recovery/bootstrap.ts";
 
 /** Uploading a large db can take a while. */
 export const BOOTSTRAP_CALL_TIMEOUT_MS = 10 * 60_000;
@@ -100,41 +101,6 @@ export async function bootstrap(ctx: Ctx, seed: string, file: string): Promise<v
     },
   });
   await awaitRestore(ctx, seed, file);
-}
-
-/**
- * After the bootstrap was accepted (by this run or an earlier one): polls until the seed's
- * etcd runs the restored data; Failed carries the reason in its last event.
- */
-export async function awaitRestore(ctx: Ctx, seed: string, file: string): Promise<void> {
-  ctx.clusterState =
-    `bootstrap accepted by ${seed}: etcd is restoring from ${file}; the other nodes are still wiped`;
-  ctx.continueWith = taskCommand("bootstrap", ctx.opts, ["--seed", seed, "--yes"]);
-  await poll(ctx, {
-    what: `etcd on "${seed}" to run the restored data`,
-    intervalMs: SERVICE_POLL_MS,
-    timeoutMs: ctx.opts.timeoutMs,
-    check: async () => {
-      const look = await lookAtEtcd(ctx, seed, "bootstrap");
-      if (look.kind === "up" && look.info.state === "Failed") {
-        ctx.clusterState =
-          `the restore FAILED on ${seed}; it may have left files in /var/lib/etcd; the other nodes are wiped`;
-        ctx.continueWith = `${
-          taskCommand("wipe", { ...ctx.opts, nodes: [seed], seed: undefined }, ["--force", "--yes"])
-        } && ${taskCommand("bootstrap", ctx.opts, ["--seed", seed, "--yes"])}`;
-        throw new StepError(`The restore failed on "${seed}": ${lastEvent(look.info)}`, {
-          hint: "a failed restore leaves files behind: reset the seed again before retrying",
-        });
-      }
-      if (look.kind === "up" && look.info.state === "Running" && look.info.health === "OK") {
-        return { done: true, value: undefined };
-      }
-      return { done: false, state: describe(look) };
-    },
-  });
-  ctx.clusterState =
-    `etcd runs on ${seed} alone, restored from ${file}; the old CORRUPT alarm may still be armed (writes fail until disarm); the other nodes are wiped`;
-  ctx.continueWith = taskCommand("disarm", ctx.opts, ["--seed", seed, "--yes"]);
 }
 
 /** The commands bootstrap runs, as bash. */

@@ -17,35 +17,33 @@
  * Usage:    deno task recover --nodes A,B,C [--seed N] [--vip V] [--out DIR] [--yes]
  */
 
-import { type Ctx, SKIPPED, step } from "../lib/run/context.ts";
+import { type Ctx, step } from "../lib/run/context.ts";
 import type { Deps } from "../lib/run/deps.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/recovery/main.ts";
 import { confirm, printPlan } from "../lib/recovery/confirm.ts";
-import { readManifest } from "../lib/recovery/manifest.ts";
-import { formatMs } from "../lib/run/poll.ts";
-import { planSeed } from "../lib/recovery/inspect.ts";
+import { planSeed, verifiedSeedCopy } from "../lib/recovery/inspect.ts";
 import { preflight } from "../lib/talos/preflight.ts";
+import { readProgress } from "../lib/recovery/resume.ts";
+import { describeJournal, whereItStands } from "../lib/recovery/phase.ts";
+import { checkBeforeWipe } from "../lib/recovery/wipe.ts";
 import {
-  describeProgress,
-  type Progress,
-  readProgress,
-  resumedSeed,
-  unfinishedWipe,
-} from "../lib/recovery/resume.ts";
-import { describeJournal, lookAtSeed, whereItStands } from "../lib/recovery/phase.ts";
-import { RefusedError } from "../lib/run/errors.ts";
+  extractUnlessDone,
+  type RecoverSteps,
+  resume,
+  resumedPlan,
+  resumeWipe,
+} from "../lib/recovery/resume_recover.ts";
+import { waitPreparing } from "../lib/talos/cluster.ts";
+import { triage } from "../lib/recovery/way_back.ts";
+import { smallerWayBack } from "../lib/recovery/way_back.ts";
 import { extract, extractPlan } from "./01_extract.ts";
 import { statusPlan } from "./02_status.ts";
-import { checkBeforeFinishing, checkBeforeWipe, finishWipe, wipe, wipePlan } from "./03_wipe.ts";
+import { wipe, wipePlan } from "./03_wipe.ts";
 import { waitPlan } from "./04_wait.ts";
-import { waitPreparing } from "../lib/talos/cluster.ts";
-import { awaitRestore, bootstrap, bootstrapPlan, restorePlan } from "./05_bootstrap.ts";
-import { verifiedSeedCopy } from "../lib/recovery/inspect.ts";
+import { bootstrap, bootstrapPlan, restorePlan } from "./05_bootstrap.ts";
 import { disarm, disarmPlan } from "./06_disarm.ts";
 import { rejoin, rejoinPlan } from "./07_rejoin.ts";
 import { verify, verifyPlan } from "./08_verify.ts";
-import { triage } from "../lib/recovery/way_back.ts";
-import { smallerWayBack } from "../lib/recovery/way_back.ts";
 
 export const task: TaskDef = {
   name: "recover",
@@ -74,9 +72,10 @@ export async function recover(ctx: Ctx): Promise<void> {
   const standing = whereItStands(progress, { now: ctx.deps.now() }, nodes, true);
   if (standing.next !== "start") {
     if (!ctx.opts.force) {
+      // a re-run resumes (lib/recovery/resume_recover.ts); the steps are this file's
       return await (standing.next === "finish wipe"
-        ? resumeWipe(ctx, progress)
-        : resume(ctx, progress));
+        ? resumeWipe(ctx, progress, rest(ctx))
+        : resume(ctx, progress, rest(ctx)));
     }
     ctx.log.warn(
       `${out}/journal.jsonl records ${
@@ -94,26 +93,7 @@ export async function recover(ctx: Ctx): Promise<void> {
     ctx,
     "extract",
     `Extracting etcd db from ${nodes.length} nodes into ${out}`,
-    async () => {
-      const manifest = readManifest(out);
-      if (manifest && nodes.every((n) => manifest.copies[n])) {
-        const oldest = Math.min(...nodes.map((n) => Date.parse(manifest.copies[n].copiedAt)));
-        ctx.log.ok(`reusing the complete extraction in ${out} (${nodes.length} copies)`);
-        for (const n of nodes.filter((n) => manifest.copies[n].unreadable)) {
-          ctx.log.warn(
-            `${n}: its copy is not a readable etcd db (${manifest.copies[n].unreadable})`,
-          );
-        }
-        ctx.log.warn(
-          `those copies were made ${formatMs(ctx.deps.now() - oldest)} ago (${
-            new Date(oldest).toISOString()
-          }): anything written since is not in them; extract into a new --out for fresh copies`,
-        );
-        return SKIPPED;
-      }
-      await extract(ctx);
-      return undefined;
-    },
+    () => extractUnlessDone(ctx, () => extract(ctx)),
   );
   // Which way back? The least destructive one the evidence supports (lib/recovery/triage.ts).
   const way = await step(
@@ -169,100 +149,13 @@ async function fromDisarm(ctx: Ctx, seed: string): Promise<void> {
   ctx.log.ok(`recovered: etcd restored from ${seed} and running on ${ctx.opts.nodes.join(", ")}`);
 }
 
-/**
- * A re-run after the wipe finished: never wipe again, and never bootstrap again once the
- * bootstrap was accepted. Looks at the seed's etcd first and says what it found; where the
- * recovery stands comes from the journal and that look (lib/recovery/phase.ts); a live state that
- * contradicts the journal is refused, with both facts.
- */
-async function resume(ctx: Ctx, progress: Progress): Promise<void> {
-  const what = describeJournal(progress);
-  const startOver = "to start over (wiping again), pass --force or use a new --out";
-  const seed = resumedSeed(ctx, progress, what);
-  ctx.opts.seed = seed;
-  ctx.log.step(`Resuming from ${ctx.opts.out}/journal.jsonl: ${what}`);
-  const standing = whereItStands(
-    progress,
-    await lookAtSeed(ctx, seed, "resume"),
-    ctx.opts.nodes,
-    true,
-  );
-  ctx.log.info(`live: ${standing.live}`);
-  ctx.log.info(`where it stands: ${standing.phase}`);
-  const c = standing.contradiction;
-  if (c) {
-    const restoreFailed = standing.phase === "bootstrap accepted";
-    if (restoreFailed) ctx.continueWith = restartRestore(ctx, seed);
-    throw new RefusedError(`The journal says ${c.journal}, but ${c.live}`, {
-      hint: restoreFailed
-        ? `a failed restore leaves files behind: reset the seed again, then bootstrap (${ctx.continueWith})`
-        : standing.phase === "wiped"
-        ? `if the bootstrap went through, continue with ${
-          taskCommand("disarm", ctx.opts, ["--yes"])
-        }; ${startOver}`
-        : `wait and run again if it is restarting; ${startOver}`,
-    });
-  }
-  const next = standing.next;
-  ctx.clusterState = next === "bootstrap"
-    ? `every node was wiped earlier; resuming with the bootstrap of ${seed}`
-    : next === "await restore"
-    ? `the bootstrap of ${seed} was accepted earlier; resuming with its restore, then disarm, rejoin, verify`
-    : `etcd runs on ${seed}, restored earlier; resuming with disarm, rejoin, verify`;
-  ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
-  const file = await verifiedSeedCopy(ctx, seed);
-  const from = next === "bootstrap"
-    ? "bootstrap"
-    : next === "await restore"
-    ? "the restore"
-    : "disarm";
-  await confirm(ctx, `continue the recovery from ${from} (seed ${seed})`, () => recoverPlan(ctx));
-  ctx.opts.yes = true;
-  if (next === "bootstrap") return await fromBootstrap(ctx, seed, file);
-  if (next === "await restore") {
-    await step(
-      ctx,
-      "bootstrap",
-      `Waiting for the restore of ${seed} (bootstrap sent ${
-        progress.bootstrapAccepted ?? progress.bootstrapCutOff
-      }; not sent again)`,
-      () => awaitRestore(ctx, seed, file),
-    );
-  }
-  await fromDisarm(ctx, seed);
-}
-
-/** The command that resets the seed again and bootstraps it: after a failed restore. */
-function restartRestore(ctx: Ctx, seed: string): string {
-  return `${
-    taskCommand("wipe", { ...ctx.opts, nodes: [seed], seed: undefined }, ["--force", "--yes"])
-  } && ${taskCommand("bootstrap", ctx.opts, ["--seed", seed, "--yes"])}`;
-}
-
-/**
- * A re-run after a wipe that did not finish (resets were accepted, then a node did not come
- * back in time, or the run was stopped): no pre-flight (a rebooting node does not answer it),
- * no new copies (the nodes are being wiped); the wipe is finished, then steps 4-8 follow.
- */
-async function resumeWipe(ctx: Ctx, progress: Progress): Promise<void> {
-  const found = unfinishedWipe(progress);
-  const { seed, file } = await checkBeforeFinishing(ctx, progress, found);
-  ctx.opts.seed = seed;
-  ctx.log.step(`Resuming from ${ctx.opts.out}/journal.jsonl: ${found}`);
-  ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
-  await confirm(
-    ctx,
-    `finish the wipe of ${ctx.opts.nodes.join(", ")} and restore etcd from ${seed} (${file})`,
-    () => recoverPlan(ctx),
-  );
-  ctx.opts.yes = true;
-  await step(
-    ctx,
-    "wipe",
-    `Finishing the wipe of ${ctx.opts.nodes.length} nodes`,
-    () => finishWipe(ctx, progress),
-  );
-  await fromBootstrap(ctx, seed, file);
+/** The steps a resume continues with. */
+function rest(ctx: Ctx): RecoverSteps {
+  return {
+    fromBootstrap: (seed, file) => fromBootstrap(ctx, seed, file),
+    fromDisarm: (seed) => fromDisarm(ctx, seed),
+    plan: () => recoverPlan(ctx),
+  };
 }
 
 /** The whole procedure as one bash script. */
@@ -290,35 +183,13 @@ export function recoverPlan(ctx: Ctx): string[] {
     "# recover diagnoses first (deno task diagnose): where a smaller way back exists it takes that",
     "# instead (replace a bad member, defrag, disarm); --full forces this rebuild",
   ].join("\n");
-  if (progress?.seed && progress.bootstrapAccepted && !progress.done.has("bootstrap")) {
-    return [
-      header,
-      `# resuming: ${describeJournal(progress)} (never sent again)`,
-      ...restorePlan(seedKnown),
-      "",
-      ...fromDisarm,
-    ];
-  }
-  if (progress?.seed && progress.done.has("bootstrap")) {
-    return [
-      header,
-      `# resuming: ${describeProgress(progress, ["wipe", "bootstrap", "disarm"])}`,
-      ...fromDisarm,
-    ];
-  }
-  if (progress?.seed && progress.done.has("wipe")) {
-    return [header, `# resuming: ${describeProgress(progress, ["wipe"])}`, ...fromWait];
-  }
-  if (progress?.seed && progress.resetSent.size > 0) {
-    return [
-      header,
-      `# resuming: reset sent to ${[...progress.resetSent.keys()].join(", ")}, wipe not finished`,
-      "# (a node whose etcd still runs is reset again; the others are waited for)",
-      ...wipePlan(ctx).slice(1),
-      "",
-      ...fromWait,
-    ];
-  }
+  const resumed = resumedPlan(progress, header, {
+    restore: () => restorePlan(seedKnown),
+    fromDisarm: () => fromDisarm,
+    fromWait: () => fromWait,
+    wipe: () => wipePlan(ctx),
+  });
+  if (resumed) return resumed;
   return [
     header,
     ...extractPlan(ctx),
