@@ -11,6 +11,7 @@
  * Usage:    deno task verify --nodes A,B,C [--seed N] [--vip V] [--json] [--timeout 3m]
  */
 
+import { nodeFacts } from "../lib/recovery/verify_checks.ts";
 import { type Ctx, step } from "../lib/run/context.ts";
 import type { Deps } from "../lib/run/deps.ts";
 import { mainEntry, runTask, type TaskDef } from "../lib/recovery/main.ts";
@@ -58,8 +59,10 @@ export async function verify(ctx: Ctx, on: string): Promise<Check[]> {
       (c.ok ? ctx.log.ok : ctx.log.error).call(ctx.log, `${c.name}: ${c.detail}`);
     }
     if (ctx.opts.json) {
+      const nodes = await nodeFacts(ctx, last);
+      const checks = last.map(({ facts: _, ...c }) => c);
       ctx.deps.stdout(
-        JSON.stringify({ ok: last.every((c) => c.ok), checks: last }, null, 2) + "\n",
+        JSON.stringify({ ok: last.every((c) => c.ok), checks, nodes }, null, 2) + "\n",
       );
     }
   }

@@ -3,6 +3,7 @@
  * the VIP on exactly one node, the Kubernetes API answering; each a pure reading of one answer.
  */
 
+import { lookAtEtcd } from "../talos/cluster.ts";
 import type { Ctx } from "../run/context.ts";
 import {
   holdsVip,
@@ -19,6 +20,18 @@ export interface Check {
   name: string;
   ok: boolean;
   detail: string;
+  /** What the check saw of each node, for `--json`. */
+  facts?: Record<string, NodeFacts>;
+}
+
+/** One node as verify saw it. */
+export interface NodeFacts {
+  /** Its member ID (hex), as the asked node lists it. */
+  memberId?: string;
+  /** `voter`, `learner`, or `not a member`. */
+  role?: string;
+  /** Holds the VIP (null: its addresses could not be read). */
+  holdsVip?: boolean | null;
 }
 
 /** Runs every check once, at once. */
@@ -40,6 +53,13 @@ async function checkMembers(ctx: Ctx, on: string): Promise<Check> {
   const learners = members.filter((m) => m.learner).map((m) => m.hostname || m.id);
   const ok = missing.length === 0 && learners.length === 0 &&
     members.length === ctx.opts.nodes.length;
+  const facts: Record<string, NodeFacts> = {};
+  for (const n of ctx.opts.nodes) {
+    const m = memberForNode(members, n);
+    facts[n] = m
+      ? { memberId: m.id, role: m.learner ? "learner" : "voter" }
+      : { role: "not a member" };
+  }
   const detail = ok ? `${members.length} voting members` : [
     missing.length ? `not a member: ${missing.join(", ")}` : "",
     learners.length ? `learners: ${learners.join(", ")}` : "",
@@ -47,7 +67,7 @@ async function checkMembers(ctx: Ctx, on: string): Promise<Check> {
       ? `${members.length} members for ${ctx.opts.nodes.length} nodes`
       : "",
   ].filter(Boolean).join("; ");
-  return { name: "members", ok, detail };
+  return { name: "members", ok, detail, facts };
 }
 
 async function checkAlarms(ctx: Ctx, on: string): Promise<Check> {
@@ -74,11 +94,16 @@ async function checkVip(ctx: Ctx): Promise<Check | undefined> {
     answers[i].code === 0 && holdsVip(parseAddresses(answers[i].stdout), vip)
   );
   const silent = ctx.opts.nodes.filter((_, i) => answers[i].code !== 0);
-  if (holders.length === 1) return { name: "vip", ok: true, detail: `${vip} is on ${holders[0]}` };
+  const facts: Record<string, NodeFacts> = Object.fromEntries(
+    ctx.opts.nodes.map((n) => [n, { holdsVip: silent.includes(n) ? null : holders.includes(n) }]),
+  );
+  if (holders.length === 1) {
+    return { name: "vip", ok: true, detail: `${vip} is on ${holders[0]}`, facts };
+  }
   const detail = holders.length === 0
     ? `${vip} is on no node${silent.length ? ` (no answer from ${silent.join(", ")})` : ""}`
     : `${vip} is on ${holders.length} nodes at once: ${holders.join(", ")}`;
-  return { name: "vip", ok: false, detail };
+  return { name: "vip", ok: false, detail, facts };
 }
 
 async function checkApi(ctx: Ctx): Promise<Check | undefined> {
@@ -109,4 +134,32 @@ export async function showKubernetesNodes(ctx: Ctx): Promise<void> {
     row.NAME
   );
   if (notReady.length > 0) ctx.log.warn(`not Ready yet: ${notReady.join(", ")}`);
+}
+
+/**
+ * `--json`'s per-node facts: what the checks saw (member ID, voter or learner, the VIP) and the
+ * node's etcd service (state, health), looked at once more for this.
+ */
+export async function nodeFacts(ctx: Ctx, checks: Check[]) {
+  const looks = await Promise.all(
+    ctx.opts.nodes.map((n) =>
+      lookAtEtcd(ctx, n, "verify").catch((e: Error) => ({ error: e.message }))
+    ),
+  );
+  return ctx.opts.nodes.map((node, i) => {
+    const seen = Object.assign({}, ...checks.map((c) => c.facts?.[node] ?? {})) as NodeFacts;
+    const look = looks[i];
+    const etcd = "error" in look
+      ? { error: look.error }
+      : look.kind === "down"
+      ? { state: "down", detail: look.detail }
+      : { state: look.info.state, health: look.info.health };
+    return {
+      node,
+      memberId: seen.memberId ?? null,
+      role: seen.role ?? null,
+      etcd,
+      holdsVip: seen.holdsVip ?? null,
+    };
+  });
 }
