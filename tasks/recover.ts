@@ -144,7 +144,8 @@ async function fromDisarm(ctx: Ctx, seed: string): Promise<void> {
   await rejoin(ctx, seed);
   ctx.continueWith = taskCommand("verify", ctx.opts);
   await step(ctx, "verify", "Verifying the control plane", () => verify(ctx, seed));
-  ctx.continueWith = undefined;
+  // done: next is a verified backup, and the workers' kubelets and stuck pods (deno task after)
+  ctx.continueWith = taskCommand("after", ctx.opts, ["--seed", seed]);
   ctx.clusterState = `recovered: etcd restored from ${seed}, every node a voter, no alarm`;
   ctx.log.ok(`recovered: etcd restored from ${seed} and running on ${ctx.opts.nodes.join(", ")}`);
 }

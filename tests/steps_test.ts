@@ -1009,7 +1009,9 @@ Deno.test("verify: kubectl's node table is shown on stderr when kubectl answers"
 Deno.test("verify: a learner listed by the seed is not ok", async () => {
   const out = tempOut();
   const round = () => verifyRound({ members: "etcd-members.learner.txt" });
-  const w = fakeWorld([...round(), ...round()]);
+  // --json looks at each node's etcd once more, for its per-node facts
+  const looks = NODES.map((n) => rec.service(n, "service-etcd.running-ok.txt"));
+  const w = fakeWorld([...round(), ...round(), ...looks]);
   const code = await verify(verifyArgs(out, "--json"), w.deps);
   assert.equal(code, 1, w.stderr());
   w.replay.assertDone();
@@ -1022,6 +1024,8 @@ Deno.test("verify: a learner listed by the seed is not ok", async () => {
   const members = doc.checks.find((c: { name: string }) => c.name === "members");
   assert.equal(members.ok, false);
   assert.ok(doc.checks.some((c: { name: string; ok: boolean }) => c.name === "vip" && c.ok));
+  const role = (n: string) => doc.nodes.find((x: { node: string }) => x.node === n).role;
+  assert.deepEqual(NODES.map(role), ["learner", "voter", "not a member"]);
 });
 
 Deno.test("rejoin's printed plan uses the recorded seed and leaves out the nodes already rejoined", async () => {

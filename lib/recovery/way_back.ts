@@ -75,7 +75,11 @@ const SMALLER: Record<string, string> = {
 /** Runs replace, defrag or the disarm, as their tasks do, after one confirmation naming it. */
 export async function smallerWayBack(ctx: Ctx, d: Decision): Promise<void> {
   ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
-  if (d.verdict === "replace") return await replaceProcedure(ctx, d);
-  if (d.verdict === "nospace") return await defragProcedure(ctx, d);
-  await alarmOnly(ctx, d);
+  if (d.verdict === "replace") await replaceProcedure(ctx, d);
+  else if (d.verdict === "nospace") await defragProcedure(ctx, d);
+  else await alarmOnly(ctx, d);
+  // done: next is a verified backup (no write was lost, so the kubelets need no restart)
+  ctx.continueWith = d.verdict === "alarm-only"
+    ? undefined
+    : taskCommand("after", { ...ctx.opts, seed: undefined }, ["--no-kubelet-restart"]);
 }
