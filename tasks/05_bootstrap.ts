@@ -19,10 +19,10 @@ import { join } from "node:path";
 import { type Ctx, step } from "../lib/run/context.ts";
 import type { Deps } from "../lib/run/deps.ts";
 import { RefusedError } from "../lib/run/errors.ts";
-import { planSeed, seedOf } from "../lib/recovery/inspect.ts";
+import { planSeed, seedOf, verifiedSeedCopy } from "../lib/recovery/inspect.ts";
 import { mainEntry, runTask, type TaskDef } from "../lib/recovery/main.ts";
 import { confirm, printPlan } from "../lib/recovery/confirm.ts";
-import { lookAtEtcd, SERVICE_POLL_MS } from "../lib/talos/cluster.ts";
+import { lookAtEtcd, SERVICE_POLL_MS, waitPreparing } from "../lib/talos/cluster.ts";
 import { copyFile } from "../lib/recovery/manifest.ts";
 import { poll } from "../lib/run/poll.ts";
 import { isBootstrapNotReady, isDataDirNotEmpty, isUnreachable } from "../lib/talos/parse.ts";
@@ -30,8 +30,6 @@ import { commandFailure, sub, talos } from "../lib/talos/talosctl.ts";
 import { SEED_VAR } from "../lib/run/command.ts";
 import { bootstrapFromPlan, etcdRestoredPlan, waitForPlan } from "../lib/talos/plan.ts";
 import { bootstrappedEarlier } from "../lib/recovery/phase.ts";
-import { waitPreparing } from "../lib/talos/cluster.ts";
-import { verifiedSeedCopy } from "../lib/recovery/inspect.ts";
 import { awaitRestore } from "../lib/recovery/bootstrap.ts";
 
 /** Uploading a large db can take a while. */

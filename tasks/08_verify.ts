@@ -11,7 +11,12 @@
  * Usage:    deno task verify --nodes A,B,C [--seed N] [--vip V] [--json] [--timeout 3m]
  */
 
-import { nodeFacts } from "../lib/recovery/verify_checks.ts";
+import {
+  type Check,
+  nodeFacts,
+  runChecks,
+  showKubernetesNodes,
+} from "../lib/recovery/verify_checks.ts";
 import { type Ctx, step } from "../lib/run/context.ts";
 import type { Deps } from "../lib/run/deps.ts";
 import { mainEntry, runTask, type TaskDef } from "../lib/recovery/main.ts";
@@ -21,7 +26,6 @@ import { sub } from "../lib/talos/talosctl.ts";
 import { talosPlan } from "../lib/talos/plan.ts";
 import { SERVICE_POLL_MS } from "../lib/talos/cluster.ts";
 import { readProgress } from "../lib/recovery/resume.ts";
-import { type Check, runChecks, showKubernetesNodes } from "../lib/recovery/verify_checks.ts";
 
 /** Verify's own deadline when --timeout is not given. */
 export const VERIFY_TIMEOUT_MS = 3 * 60_000;

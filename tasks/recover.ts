@@ -34,8 +34,7 @@ import {
   resumeWipe,
 } from "../lib/recovery/resume_recover.ts";
 import { waitPreparing } from "../lib/talos/cluster.ts";
-import { triage } from "../lib/recovery/way_back.ts";
-import { smallerWayBack } from "../lib/recovery/way_back.ts";
+import { smallerWayBack, triage } from "../lib/recovery/way_back.ts";
 import { extract, extractPlan } from "./01_extract.ts";
 import { statusPlan } from "./02_status.ts";
 import { wipe, wipePlan } from "./03_wipe.ts";

@@ -9,9 +9,8 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { backendOf } from "../lib/sim/backend_model.ts";
-import { breakCluster, fault, labEnv, load, prove } from "../lib/sim/lab.ts";
+import { breakCluster, etcdInstalled, fault, labEnv, load, prove } from "../lib/sim/lab.ts";
 import type { Backend } from "../lib/sim/state.ts";
-import { etcdInstalled } from "../lib/sim/lab.ts";
 import {
   etcdTests,
   leftoverProcs,

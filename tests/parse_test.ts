@@ -7,6 +7,7 @@ import {
   isLearnerRpc,
   isUnreachable,
   memberForNode,
+  OutputFormatError,
   parseAddresses,
   parseAlarms,
   parseEtcdStatus,
@@ -22,7 +23,6 @@ import { parseDuration } from "../lib/run/cli.ts";
 import { humanizeBytes } from "../lib/run/humanize.ts";
 import { UsageError } from "../lib/run/errors.ts";
 import { fx } from "./replay.ts";
-import { OutputFormatError } from "../lib/talos/parse.ts";
 import { readFileSync } from "node:fs";
 
 /** A sample of fixtures/talosctl-triage/ (copied from the triage reference). */

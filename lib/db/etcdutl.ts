@@ -6,8 +6,7 @@
  */
 
 import type { Ctx } from "../run/context.ts";
-import { runCommand } from "../run/command.ts";
-import { tail } from "../run/command.ts";
+import { runCommand, tail } from "../run/command.ts";
 
 export interface ToolStatus {
   hash: number;

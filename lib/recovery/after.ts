@@ -36,11 +36,10 @@ import {
   type PodEvent,
   type PodInfo,
 } from "../talos/parse.ts";
-import { tail } from "../run/command.ts";
+import { runCommand, type RunResult, shellLine, tail } from "../run/command.ts";
 import { poll } from "../run/poll.ts";
 import { readProgress } from "./resume.ts";
 import { commandFailure, talos, talosArgv } from "../talos/talosctl.ts";
-import { runCommand, type RunResult, shellLine } from "../run/command.ts";
 import { EtcdDbError } from "../db/etcd_db.ts";
 import { taskCommand } from "./main.ts";
 import { confirm } from "./confirm.ts";

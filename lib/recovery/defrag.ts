@@ -14,14 +14,12 @@ import { parseEtcdStatus } from "../talos/parse.ts";
 import { poll } from "../run/poll.ts";
 import { commandFailure, sub, talos, talosOk } from "../talos/talosctl.ts";
 import { etcdIsPlan, talosPlan, waitForPlan } from "../talos/plan.ts";
-import { quotaAdvice, quotaFull } from "./triage.ts";
-import { RefusedError } from "../run/errors.ts";
+import { decide, quotaAdvice, quotaFull } from "./triage.ts";
+import { RefusedError, StepError } from "../run/errors.ts";
 import { taskCommand } from "./main.ts";
 import { confirm, printPlan } from "./confirm.ts";
-import { decide } from "./triage.ts";
 import { clearAlarms } from "./replace.ts";
 import { gather } from "./evidence.ts";
-import { StepError } from "../run/errors.ts";
 
 export const DEFRAG = ["etcd", "defrag"];
 

@@ -7,11 +7,11 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 import { $ as zx$ } from "zx";
 import { setTimeout as sleepTimer } from "node:timers/promises";
 import { workerReader } from "../db/reader.ts";
-import { freeBytes } from "../run/deps.ts";
+import { type Deps, freeBytes } from "../run/deps.ts";
 import { COMMON_FLAGS_HELP, type Options, parseOptions, type ParseSettings } from "../run/cli.ts";
 import { createCtx, type Ctx } from "../run/context.ts";
-import { type Deps } from "../run/deps.ts";
 import {
+  CommandError,
   EXIT_FAILED,
   EXIT_OK,
   EXIT_REFUSED,
@@ -22,9 +22,7 @@ import {
 import { Journal } from "../run/journal.ts";
 import { evenCountWarning } from "../run/nodes.ts";
 import { writeReport } from "./report.ts";
-import { CommandError } from "../run/errors.ts";
-import { tail } from "../run/command.ts";
-import { shellLine } from "../run/command.ts";
+import { shellLine, tail } from "../run/command.ts";
 
 export interface TaskDef {
   name: string;

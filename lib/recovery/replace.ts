@@ -7,7 +7,7 @@
  */
 
 import { type Ctx, SKIPPED, step } from "../run/context.ts";
-import { StepError } from "../run/errors.ts";
+import { RefusedError, StepError } from "../run/errors.ts";
 import { describe, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "../talos/cluster.ts";
 import { Journal } from "../run/journal.ts";
 import { isLearnerRpc, memberForNode, parseAlarms, parseMembers } from "../talos/parse.ts";
@@ -19,7 +19,6 @@ import { decide } from "./triage.ts";
 import type { Decision } from "./triage.ts";
 import { taskCommand } from "./main.ts";
 import { gather } from "./evidence.ts";
-import { RefusedError } from "../run/errors.ts";
 
 /** The reset of a bad member: only EPHEMERAL (its etcd), at once, no graceful leave. */
 export const REPLACE_RESET = sub.reset(["EPHEMERAL"]);

@@ -1,21 +1,19 @@
-import { decide } from "./triage.ts";
-import type { Decision } from "./triage.ts";
-import type { Ctx } from "../run/context.ts";
-import type { NodeLooks } from "../talos/preflight.ts";
-import { inspectCopies } from "./inspect.ts";
-import { statusTable } from "./inspect.ts";
-import { askCluster } from "../talos/cluster.ts";
-import { triageInput } from "./evidence.ts";
-import { RefusedError } from "../run/errors.ts";
-import { taskCommand } from "./main.ts";
-import { replaceProcedure } from "./replace.ts";
-import { defragProcedure } from "./defrag.ts";
-import { alarmOnly } from "./replace.ts";
 /**
  * recover's choice of a way back: the triage on what it has looked at already (pre-flight's
  * looks, the copies, the cluster's answers), then the procedure for the verdict, or a
  * refusal naming what to do instead. The full rebuild itself is the runbook in tasks/.
  */
+
+import type { Ctx } from "../run/context.ts";
+import { RefusedError } from "../run/errors.ts";
+import { askCluster } from "../talos/cluster.ts";
+import type { NodeLooks } from "../talos/preflight.ts";
+import { defragProcedure } from "./defrag.ts";
+import { triageInput } from "./evidence.ts";
+import { inspectCopies, statusTable } from "./inspect.ts";
+import { taskCommand } from "./main.ts";
+import { alarmOnly, replaceProcedure } from "./replace.ts";
+import { decide, type Decision } from "./triage.ts";
 
 /**
  * Looks at the copies and the cluster once (the safety check reuses both) and decides which

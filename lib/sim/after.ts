@@ -27,8 +27,7 @@ import { fixtureManifest, fixturePath } from "./fixtures.ts";
 import { disarmedSnapshotPath } from "./make_snapshot_fixture.ts";
 import { findNode, type LabState, note, reachable } from "./state.ts";
 import type { Parsed, Reply } from "./reply.ts";
-import type { SimWorker } from "./state.ts";
-import type { SimPod } from "./state.ts";
+import type { SimPod, SimWorker } from "./state.ts";
 
 /** A real kubelet restart: stopped, its pre state, started, first health check. */
 export const KUBELET_RESTART_S = 10;

@@ -55,8 +55,7 @@ import {
   update,
 } from "./state.ts";
 import { markCrashed, rebootNode, resetNode, startBootstrap, tick } from "./tick.ts";
-import type { Reply } from "./reply.ts";
-import type { Parsed } from "./reply.ts";
+import type { Parsed, Reply } from "./reply.ts";
 
 export const ETCD_DB = "/var/lib/etcd/member/snap/db";
 

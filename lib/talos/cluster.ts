@@ -19,8 +19,7 @@ import {
 } from "./parse.ts";
 import { tail } from "../run/command.ts";
 import { commandFailure, sub, talos } from "./talosctl.ts";
-import { BACKOFF_MS, type Interval } from "../run/poll.ts";
-import { poll } from "../run/poll.ts";
+import { BACKOFF_MS, type Interval, poll } from "../run/poll.ts";
 import { StepError } from "../run/errors.ts";
 
 /**

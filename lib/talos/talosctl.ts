@@ -8,11 +8,8 @@
 
 import type { Ctx } from "../run/context.ts";
 import { CommandError } from "../run/errors.ts";
-import { tail } from "../run/command.ts";
-import type { CallOptions } from "../run/command.ts";
-import type { RunResult } from "../run/command.ts";
-import { runCommand } from "../run/command.ts";
-import { shellLine } from "../run/command.ts";
+import { runCommand, shellLine, tail } from "../run/command.ts";
+import type { CallOptions, RunResult } from "../run/command.ts";
 
 /** Where etcd keeps its bbolt file on a Talos node. */
 export const ETCD_DB_PATH = "/var/lib/etcd/member/snap/db";
