@@ -8,10 +8,10 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { breakCluster, etcdInstalled, labEnv, load } from "../lib/sim/lab.ts";
+import { breakCluster, etcdInstalled, load } from "../lib/sim/lab.ts";
 import type { Backend } from "../lib/sim/state.ts";
 import { readStatus } from "../lib/db/etcd_db.ts";
-import { etcdTests, REPO_ROOT, requireEtcd, scratch, state, withLab } from "../lib/sim/testing.ts";
+import { etcdTests, labTask, requireEtcd, scratch, state, withLab } from "../lib/sim/testing.ts";
 
 interface Run {
   code: number;
@@ -19,18 +19,8 @@ interface Run {
   stderr: string;
 }
 
-async function task(dir: string, name: string, out: string, extra: string[]): Promise<Run> {
-  const s = state(dir);
-  const o = await new Deno.Command(Deno.execPath(), {
-    args: ["task", name, "--nodes", s.nodes.map((n) => n.label).join(","), "--out", out, ...extra],
-    cwd: REPO_ROOT,
-    env: { ...labEnv(s), DENO: Deno.execPath(), NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const d = new TextDecoder();
-  return { code: o.code, stdout: d.decode(o.stdout), stderr: d.decode(o.stderr) };
+function task(dir: string, name: string, out: string, extra: string[]): Promise<Run> {
+  return labTask(dir, name, ["--out", out, ...extra]);
 }
 
 const tail = (r: Run) => `exit ${r.code}\n${r.stderr.split("\n").slice(-30).join("\n")}`;

@@ -9,12 +9,12 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { backendOf } from "../lib/sim/backend_model.ts";
-import { breakCluster, etcdInstalled, fault, labEnv, load, prove } from "../lib/sim/lab.ts";
+import { breakCluster, etcdInstalled, fault, load, prove } from "../lib/sim/lab.ts";
 import type { Backend } from "../lib/sim/state.ts";
 import {
   etcdTests,
+  labTask,
   leftoverProcs,
-  REPO_ROOT,
   requireEtcd,
   scratch,
   state,
@@ -28,29 +28,8 @@ interface Run {
 }
 
 /** `deno task recover --nodes … --vip … --yes --out OUT …extra` against the lab in `dir`. */
-async function recover(dir: string, out: string, extra: string[] = []): Promise<Run> {
-  const s = state(dir);
-  const o = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "task",
-      "recover",
-      "--nodes",
-      s.nodes.map((n) => n.label).join(","),
-      "--vip",
-      s.vip,
-      "--yes",
-      "--out",
-      out,
-      ...extra,
-    ],
-    cwd: REPO_ROOT,
-    env: { ...labEnv(s), DENO: Deno.execPath(), NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const d = new TextDecoder();
-  return { code: o.code, stdout: d.decode(o.stdout), stderr: d.decode(o.stderr) };
+function recover(dir: string, out: string, extra: string[] = []): Promise<Run> {
+  return labTask(dir, "recover", ["--vip", state(dir).vip, "--yes", "--out", out, ...extra]);
 }
 
 /** Up, load, break: the incident. */

@@ -12,7 +12,6 @@ import { join } from "node:path";
 import {
   breakCluster,
   type BreakMode,
-  labEnv,
   load,
   memberPids,
   proveInPlace,
@@ -25,8 +24,8 @@ import {
   asLab,
   cells,
   etcdTests,
+  labTask,
   leftoverProcs,
-  REPO_ROOT,
   requireEtcd,
   sample,
   scratch,
@@ -39,19 +38,7 @@ const SPEED = 100;
 const KEYS = 300;
 
 /** `deno task NAME --nodes <every lab node> …args` against the lab in `dir`. */
-async function task(dir: string, name: string, args: string[]) {
-  const s = state(dir);
-  const o = await new Deno.Command(Deno.execPath(), {
-    args: ["task", name, "--nodes", s.nodes.map((n) => n.label).join(","), ...args],
-    cwd: REPO_ROOT,
-    env: { ...labEnv(s), DENO: Deno.execPath(), NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const d = new TextDecoder();
-  return { code: o.code, stdout: d.decode(o.stdout), stderr: d.decode(o.stderr) };
-}
+const task = (dir: string, name: string, args: string[]) => labTask(dir, name, args);
 
 interface Diagnosis {
   verdict: string;

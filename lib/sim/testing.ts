@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tabwrite } from "./format.ts";
-import { down, etcdInstalled, runningProcs, up, type UpOptions } from "./lab.ts";
+import { down, etcdInstalled, labEnv, runningProcs, up, type UpOptions } from "./lab.ts";
 import { alive, type Proc, startedProcs } from "./proc.ts";
 import { REPO_ROOT } from "./paths.ts";
 import { loadState } from "./state.ts";
@@ -155,3 +155,25 @@ export async function until<T>(
 }
 
 export { REPO_ROOT };
+
+/** A task run as the operator runs it: exit code and both streams. */
+export interface TaskRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** `deno task NAME --nodes <every lab node> …args` against the lab in `dir`, as a process. */
+export async function labTask(dir: string, name: string, args: string[]): Promise<TaskRun> {
+  const s = state(dir);
+  const o = await new Deno.Command(Deno.execPath(), {
+    args: ["task", name, "--nodes", s.nodes.map((n) => n.label).join(","), ...args],
+    cwd: REPO_ROOT,
+    env: { ...labEnv(s), DENO: Deno.execPath(), NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const d = new TextDecoder();
+  return { code: o.code, stdout: d.decode(o.stdout), stderr: d.decode(o.stderr) };
+}
