@@ -12,7 +12,7 @@
 
 import { type Ctx, SKIPPED, step } from "../lib/run/context.ts";
 import type { Deps } from "../lib/run/deps.ts";
-import { RefusedError, StepError } from "../lib/run/errors.ts";
+import { RefusedError } from "../lib/run/errors.ts";
 import { planSeed, seedOf } from "../lib/recovery/inspect.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/recovery/main.ts";
 import { confirm, printPlan } from "../lib/recovery/confirm.ts";
@@ -20,6 +20,7 @@ import { parseAlarms } from "../lib/talos/parse.ts";
 import { readProgress } from "../lib/recovery/resume.ts";
 import { sub, talosOk } from "../lib/talos/talosctl.ts";
 import { talosPlan } from "../lib/talos/plan.ts";
+import { disarmListed } from "../lib/recovery/replace.ts";
 
 export const task: TaskDef = {
   name: "disarm",
@@ -56,16 +57,11 @@ export async function disarm(ctx: Ctx, seed: string): Promise<typeof SKIPPED | v
     );
   }
   await confirm(ctx, `disarm ${before.length} alarm(s) on ${seed}`, () => disarmPlan(ctx));
-  await talosOk(ctx, seed, sub.alarmDisarm(), { step: "disarm", mutating: true });
-  const after = parseAlarms(await talosOk(ctx, seed, sub.alarmList(), { step: "disarm" }));
-  if (after.length > 0) {
-    throw new StepError(
-      `Alarms still listed after disarm: ${
-        after.map((a) => `${a.alarm} on ${a.member}`).join(", ")
-      }`,
-      { hint: `run deno task disarm again; if it stays, check "talosctl -n ${seed} etcd status"` },
-    );
-  }
+  await disarmListed(
+    ctx,
+    seed,
+    `run deno task disarm again; if it stays, check "talosctl -n ${seed} etcd status"`,
+  );
   ctx.log.ok("alarm list is empty: writes are accepted again");
   ctx.clusterState =
     `etcd runs on ${seed} alone with the restored data and no alarm; the other nodes are wiped and may be joining`;

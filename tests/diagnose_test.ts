@@ -25,22 +25,7 @@ const [N10, N11, N12] = NODES;
 const MUTATING = / reset | bootstrap | alarm disarm| reboot | remove-member | defrag/;
 
 Deno.test("diagnose: one member crash-loops while two hold quorum: replace it, exit 0, nothing sent", async () => {
-  const w = fakeWorld([
-    ...NODES.map(versionRec),
-    rec.service(N10, "service-etcd.running-ok.txt"),
-    rec.service(N11, "service-etcd.running-ok.txt"),
-    {
-      cmd: T(N12, "service", "etcd"),
-      stdout: triageFx("service-etcd.crashloop-corrupt-check.txt"),
-    },
-    triageStatusRec(N10, "etcd-status.one-node-down.txt"),
-    triageStatusRec(N11, "etcd-status.one-node-down.txt"),
-    unreachableRec(T(N12, "etcd", "status"), N12),
-    ...[N10, N11].flatMap((n) => [
-      rec.alarms(n, "etcd-alarm-list.empty.txt"),
-      { cmd: T(n, "etcd", "members"), stdout: triageFx("etcd-members.before-remove.txt") },
-    ]),
-  ]);
+  const w = fakeWorld(badMemberLooks());
   const code = await diagnose([...NODES_FLAG, "--out", tempOut(), "--json"], w.deps);
   assert.equal(code, 0, w.stderr());
   w.replay.assertDone();

@@ -131,15 +131,29 @@ export async function awaitVoter(ctx: Ctx, via: string, node: string, sinceMs: n
 export async function clearAlarms(ctx: Ctx, via: string): Promise<void> {
   const before = parseAlarms(await talosOk(ctx, via, sub.alarmList(), { step: "disarm" }));
   if (before.length === 0) return ctx.log.ok(`${via}: no alarm listed`);
+  await disarmListed(
+    ctx,
+    via,
+    "an alarm raised again means a member is still bad: run diagnose again",
+  );
+  ctx.log.ok(`${via}: ${before.map((a) => a.alarm).join(", ")} disarmed; the list is empty`);
+}
+
+/**
+ * `etcd alarm disarm` on `via`, then its alarm list must be empty: a step checks its result
+ * (`hint` says what to do when an alarm is still listed). Shared by every procedure's disarm.
+ */
+export async function disarmListed(ctx: Ctx, via: string, hint: string): Promise<void> {
   await talosOk(ctx, via, sub.alarmDisarm(), { step: "disarm", mutating: true });
   const after = parseAlarms(await talosOk(ctx, via, sub.alarmList(), { step: "disarm" }));
   if (after.length > 0) {
     throw new StepError(
-      `"${via}" still lists ${after.map((a) => `${a.alarm} (member ${a.member})`).join(", ")}`,
-      { hint: "an alarm raised again means a member is still bad: run diagnose again" },
+      `Alarms still listed after disarm: ${
+        after.map((a) => `${a.alarm} on ${a.member}`).join(", ")
+      }`,
+      { hint },
     );
   }
-  ctx.log.ok(`${via}: ${before.map((a) => a.alarm).join(", ")} disarmed; the list is empty`);
 }
 
 /** The commands of a replacement, as bash. */
