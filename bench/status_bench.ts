@@ -1,18 +1,20 @@
 /**
- * `status` on three large copies, the whole task as the operator runs it (a process that checks
- * each copy's sha256 against the manifest, reads it, compares the copies), against
+ * `status` on three large copies, the whole task as the operator runs it after extract (a
+ * process that checks each copy against the manifest, reads it, compares the copies), against
  * `etcdctl snapshot status` (ETCDCTL_API=3) run on the same three files one after another, as
  * the runbook does. Runs alternate (status, etcdctl, status, …) so a slow spell of a shared
  * machine hits both; the ratio is the median of the per-pair ratios. Prints figures; not a test.
  *
- * status runs without etcdutl/etcdctl on its PATH (the built-in reader alone); a second line
- * shows it with etcdctl installed, when it also runs etcdctl on each copy as a cross-check.
+ * The copies are recorded as extract records them (sha256 and the file's identity), so status
+ * does not hash them again; further lines show status with `--rehash` (every sha256 taken
+ * again), with `--etcd-hash` (etcdctl's CRC-32C too) and with etcdctl installed (it then runs
+ * etcdctl on each copy as a cross-check). status runs without etcdutl/etcdctl on its PATH
+ * otherwise (the built-in reader alone).
  */
 
 import { chmodSync, copyFileSync, existsSync, mkdirSync, statSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import { copyFile, writeManifest } from "../lib/recovery/manifest.ts";
-import { sha256File } from "../lib/db/sha256.ts";
+import { copyFile, hashWithIdentity, writeManifest } from "../lib/recovery/manifest.ts";
 import type { CopyRecord } from "../lib/recovery/manifest.ts";
 
 const NODES = ["192.168.53.10", "192.168.53.11", "192.168.53.12"];
@@ -34,7 +36,7 @@ export interface Timed {
 
 export type Timer = (argv: string[], env?: Record<string, string>) => Promise<Timed>;
 
-/** OUT as extract leaves it: three copies of `db` and a manifest with their sha256. */
+/** OUT as extract leaves it: three copies of `db`, a manifest with their sha256 and identity. */
 export async function makeCopies(db: string, out: string): Promise<string[]> {
   const size = statSync(db).size;
   const copies: Record<string, CopyRecord> = {};
@@ -48,11 +50,13 @@ export async function makeCopies(db: string, out: string): Promise<string[]> {
       copyFileSync(db, file);
       chmodSync(file, 0o600);
     }
+    const { sha256, hashed } = await hashWithIdentity(file);
     copies[node] = {
       file: copyFile(node),
       size,
-      sha256: await sha256File(file),
+      sha256,
       copiedAt: new Date().toISOString(),
+      ...(hashed ? { hashed } : {}),
     };
   }
   writeManifest(out, { version: 1, nodes: NODES, copies, failures: {} });
@@ -83,8 +87,11 @@ export async function benchStatus(
   const out = join(dir, "copies");
   const files = await makeCopies(db, out);
   const bare = { PATH: bareBin(dir), NO_COLOR: "1" };
-  const status = (env: Record<string, string>) =>
-    timed([Deno.execPath(), "run", ...STATUS_PERMISSIONS, STATUS_TASK, "--out", out], env);
+  const status = (env: Record<string, string>, flags: string[] = []) =>
+    timed(
+      [Deno.execPath(), "run", ...STATUS_PERMISSIONS, STATUS_TASK, "--out", out, ...flags],
+      env,
+    );
   const etcdctl = () =>
     timed(
       ["sh", "-c", 'for f in "$@"; do etcdctl snapshot status "$f" -w json; done', "sh", ...files],
@@ -97,10 +104,14 @@ export async function benchStatus(
   const a: Timed[] = [];
   const b: Timed[] = [];
   const c: Timed[] = [];
+  const d: Timed[] = [];
+  const e: Timed[] = [];
   for (let i = 0; i < runs; i++) {
     a.push(await status(bare));
     b.push(await etcdctl());
     c.push(await status(withTool));
+    d.push(await status(bare, ["--rehash"]));
+    e.push(await status(bare, ["--etcd-hash"]));
   }
   const ratio = median(a.map((x, i) => x.wallMs / b[i].wallMs));
   const size = statSync(db).size;
@@ -113,6 +124,8 @@ export async function benchStatus(
     ...([
       ["deno task status (built-in reader)", a],
       ["etcdctl snapshot status, each in turn", b],
+      ["deno task status --rehash (every sha256 again)", d],
+      ["deno task status --etcd-hash (etcdctl's CRC-32C too)", e],
       ["deno task status with etcdctl cross-check", c],
     ] as const).map(([name, list]) => [
       name,
@@ -128,6 +141,8 @@ export async function benchStatus(
         .join("   "),
     );
   }
+  const ratioOf = (xs: Timed[]) => median(xs.map((x, i) => x.wallMs / b[i].wallMs)).toFixed(2);
   console.log(`status / etcdctl: ${ratio.toFixed(2)}x (median of the per-run ratios)`);
+  console.log(`status --rehash / etcdctl: ${ratioOf(d)}x; --etcd-hash / etcdctl: ${ratioOf(e)}x`);
   return ratio;
 }

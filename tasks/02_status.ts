@@ -39,7 +39,7 @@ export const task: TaskDef = {
       ctx,
       "status",
       `Reading the copies in ${ctx.opts.out}`,
-      () => inspectCopies(ctx, { requireManifest: false }),
+      () => inspectCopies(ctx, { requireManifest: false, trustUnchanged: true }),
     );
     const withheld = withheldSeed(ctx, insp);
     ctx.log.raw(statusTable(insp, withheld ? null : insp.choice?.seed));

@@ -38,6 +38,9 @@ import {
 import { etcdctl, startEtcd } from "../scripts/gen_db_fixtures.ts";
 import { mulberry32 } from "./random.ts";
 
+/** Everything etcdctl prints: its hash too (status computes it only when asked). */
+const ETCD = { etcdHash: true } as const;
+
 const FIXTURES = new URL("../fixtures/db/", import.meta.url).pathname;
 const TALOSCTL_FIXTURES = new URL("../fixtures/talosctl/", import.meta.url).pathname;
 const MAIN = join(FIXTURES, "etcd-3.4.db");
@@ -458,14 +461,14 @@ function etcd36Db(opts: SynOptions = {}) {
 
 for (const name of dbFixtures) {
   Deno.test(`readStatus() of ${name} prints exactly what etcdctl 3.4 printed`, async () => {
-    const status = await readStatus(join(FIXTURES, name));
+    const status = await readStatus(join(FIXTURES, name), ETCD);
     assert.equal(formatStatusJson(status, "3.4"), fixture(name, ".status.json.txt"));
     assert.equal(formatStatusTable(status, "3.4"), fixture(name, ".status.table.txt"));
     assert.equal(formatStatusSimple(status, "3.4"), fixture(name, ".status.simple.txt"));
   });
 
   Deno.test(`readStatus() of ${name} agrees with what the server said`, async () => {
-    const status = await readStatus(join(FIXTURES, name));
+    const status = await readStatus(join(FIXTURES, name), ETCD);
     const facts = expectOf(name);
     // A fresh member's `key` bucket is empty: status says 0 where the server says 1.
     assert.equal(status.revision, facts.revision === 1 ? 0 : facts.revision);
@@ -493,7 +496,7 @@ for (const name of dbFixtures) {
 
   Deno.test(`readRevision() of ${name} equals the revision of the full read`, async () => {
     const path = join(FIXTURES, name);
-    assert.equal(await readRevision(path), (await readStatus(path)).revision);
+    assert.equal(await readRevision(path), (await readStatus(path, ETCD)).revision);
   });
 
   Deno.test(`checkIntegrity() finds nothing wrong in ${name}`, async () => {
@@ -506,7 +509,7 @@ for (const name of dbFixtures) {
 }
 
 Deno.test("readStatus() decodes alarms, members, compaction, lease and index of a live copy", async () => {
-  const status = await readStatus(MAIN);
+  const status = await readStatus(MAIN, ETCD);
   const facts = MAIN_FACTS;
   const member = BigInt(facts.members[0].ID);
   assert.ok(member > BigInt(Number.MAX_SAFE_INTEGER), "the fixture's member id exceeds 2^53");
@@ -541,15 +544,15 @@ Deno.test("readStatus() decodes alarms, members, compaction, lease and index of 
 });
 
 Deno.test("readStatus() of a snapshot-save file ignores its sha256 trailer, like etcdctl", async () => {
-  const raw = await readStatus(MAIN);
-  const saved = await readStatus(join(FIXTURES, "etcd-3.4.snapshot.db"));
+  const raw = await readStatus(MAIN, ETCD);
+  const saved = await readStatus(join(FIXTURES, "etcd-3.4.snapshot.db"), ETCD);
   assert.equal(saved.fileSize, saved.totalSize + 32);
   assert.equal(saved.hash, raw.hash);
   assert.equal(saved.revision, raw.revision);
 });
 
 Deno.test("formatStatusJson() and formatStatusTable() in the 3.6 flavour count live keys and add the version", async () => {
-  const status = await readStatus(MAIN);
+  const status = await readStatus(MAIN, ETCD);
   const recorded = JSON.parse(fixture("etcd-3.4.db", ".status.json.txt"));
   const live = expectOf("etcd-3.4.db").liveKeys;
   assert.equal(
@@ -702,7 +705,7 @@ Deno.test("readStatus() with a range gives keyHistoryHash()'s answer in the same
   for (const name of files) {
     const path = join(FIXTURES, name);
     const span = await readHistorySpan(path);
-    const full = await readStatus(path);
+    const full = await readStatus(path, ETCD);
     assert.deepEqual(span, {
       revision: full.revision,
       compactRevision: Math.max(full.scheduledCompactRev, full.finishedCompactRev),
@@ -717,20 +720,58 @@ Deno.test("readStatus() with a range gives keyHistoryHash()'s answer in the same
       [compact - 1, rev], // below the compaction: refused (when compacted)
     ];
     for (const [since, upto] of ranges) {
-      const expected = await keyHistoryHash(path, upto, since).catch(() => undefined);
-      const got = await readStatus(path, { history: { uptoRevision: upto, sinceRevision: since } });
-      assert.deepEqual(got.history, expected, `${name} (${since}, ${upto}]`);
-      assert.equal(got.hash, full.hash, "the status hash is unchanged by the range");
-      if (expected) compared++;
+      for (const crc of ["crc32c", "crc32"] as const) {
+        const expected = await keyHistoryHash(path, upto, since, crc).catch(() => undefined);
+        const got = await readStatus(path, {
+          history: { uptoRevision: upto, sinceRevision: since },
+          historyCrc: crc,
+          etcdHash: true,
+        });
+        assert.deepEqual(got.history, expected, `${name} (${since}, ${upto}] ${crc}`);
+        assert.equal(got.hash, full.hash, "the status hash is unchanged by the range");
+        if (expected) compared++;
+      }
     }
   }
-  assert.ok(compared >= files.length * 3, `only ${compared} ranges compared`);
+  assert.ok(compared >= files.length * 6, `only ${compared} ranges compared`);
+});
+
+Deno.test("copies agree under the native CRC-32 exactly where they agree under etcd's CRC-32C: every pair of fixtures", async () => {
+  const files = readdirSync(FIXTURES).filter((f) => f.endsWith(".db"));
+  const spans = await Promise.all(files.map((f) => readHistorySpan(join(FIXTURES, f))));
+  let agreeing = 0;
+  let differing = 0;
+  for (let i = 0; i < files.length; i++) {
+    for (let j = i + 1; j < files.length; j++) {
+      const range = planComparison([
+        { node: "a", ...spans[i] },
+        { node: "b", ...spans[j] },
+      ]).range;
+      if (!range) continue;
+      const hash = (f: string, crc: "crc32" | "crc32c") =>
+        keyHistoryHash(join(FIXTURES, f), range.uptoRevision, range.sinceRevision, crc)
+          .then((h) => h.hash, () => undefined);
+      const [c1, c2, n1, n2] = await Promise.all([
+        hash(files[i], "crc32c"),
+        hash(files[j], "crc32c"),
+        hash(files[i], "crc32"),
+        hash(files[j], "crc32"),
+      ]);
+      if (c1 === undefined || c2 === undefined) continue;
+      const pair = `${files[i]} / ${files[j]} over (${range.sinceRevision}, ${range.uptoRevision}]`;
+      assert.equal(n1 === n2, c1 === c2, pair);
+      if (c1 === c2) agreeing++;
+      else differing++;
+    }
+  }
+  // both outcomes are exercised, many times
+  assert.ok(agreeing >= 10 && differing >= 10, `agreeing ${agreeing}, differing ${differing}`);
 });
 
 async function historyOf(names: Record<string, string>): Promise<CopyHistory[]> {
   const copies = await Promise.all(
     Object.entries(names).map(async ([node, file]) => {
-      const s = await readStatus(join(FIXTURES, file));
+      const s = await readStatus(join(FIXTURES, file), ETCD);
       return {
         node,
         file,
@@ -888,7 +929,7 @@ Deno.test("a broken meta page 0 checksum still reads from meta page 1, like etcd
     d[72] ^= 0xff;
     return d;
   });
-  const status = await readStatus(path);
+  const status = await readStatus(path, ETCD);
   assert.equal(status.meta.slot, 1);
   assert.equal(status.metaPages[0].valid, false);
   assert.match(
@@ -907,7 +948,7 @@ Deno.test("a broken meta page 0 reads like etcdctl reads it", needs("etcdctl"), 
     d[20] = 9; // version
     return d;
   });
-  const status = await readStatus(path);
+  const status = await readStatus(path, ETCD);
   const json = await etcdctlStatus(path, "json");
   assert.ok(json.ok);
   assert.equal(formatStatusJson(status, "3.4"), json.stdout);
@@ -918,7 +959,7 @@ Deno.test("a broken meta page 1 reads from meta page 0", async () => {
     d[4096 + 16] = 0;
     return d;
   });
-  const status = await readStatus(path);
+  const status = await readStatus(path, ETCD);
   assert.equal(status.meta.slot, 0);
   assert.match(
     status.warnings[0],
@@ -1040,7 +1081,7 @@ Deno.test("EtcdDbError carries a hint and every problem", async () => {
 Deno.test("readStatus() decodes etcd 3.6 metadata: term, storage version, ids above 2^63, learners", async () => {
   const { built, revision, liveKeys, keyEntries, voter, learner } = etcd36Db();
   const path = writeDb(tempDir(), "etcd36.db", built.file);
-  const s = await readStatus(path);
+  const s = await readStatus(path, ETCD);
   assert.equal(s.revision, revision);
   assert.equal(s.totalKeyLive, liveKeys);
   assert.equal(s.buckets.key, keyEntries);
@@ -1117,7 +1158,7 @@ Deno.test(
     };
     for (const [name, data] of Object.entries(files)) {
       const path = writeDb(dir, `${name}.db`, data);
-      const ours = await readStatus(path);
+      const ours = await readStatus(path, ETCD);
       const json = await etcdctlStatus(path, "json");
       assert.ok(json.ok, `etcdctl failed on ${name}`);
       assert.equal(formatStatusJson(ours, "3.4"), json.stdout, name);
@@ -1132,7 +1173,7 @@ Deno.test(
 
 Deno.test("a nested bucket hashes as its key alone and counts once, like bbolt's ForEach", async () => {
   const built = buildDb({ outer: { entries: [["a", "1"], ["inner", { entries: [["b", "2"]] }]] } });
-  const s = await readStatus(writeDb(tempDir(), "nested.db", built.file));
+  const s = await readStatus(writeDb(tempDir(), "nested.db", built.file), ETCD);
   assert.equal(s.totalKey, 2);
   assert.equal(s.hash, crc32c(enc.encode("outera1inner")));
 });
@@ -1168,7 +1209,7 @@ Deno.test("a multi-megabyte file read out of order and with long values reads li
   const all = new Uint8Array(expected.reduce((n, b) => n + b.length, 0));
   expected.reduce((at, b) => (all.set(b, at), at + b.length), 0);
   const path = writeDb(tempDir(), "scattered.db", built.file);
-  const s = await readStatus(path);
+  const s = await readStatus(path, ETCD);
   assert.equal(s.hash, crc32c(all));
   assert.equal(s.totalKey, 630);
   assert.deepEqual(s.buckets, { alpha: 200, big: 30, zeta: 400 });
@@ -1199,7 +1240,7 @@ Deno.test("16 KiB pages with a broken meta page 0 are found by probing, like bbo
   const { built, revision } = etcd36Db({ pageSize: 16384 });
   built.file[16] ^= 0xff;
   const path = writeDb(tempDir(), "probe.db", built.file);
-  const s = await readStatus(path);
+  const s = await readStatus(path, ETCD);
   assert.equal(s.pageSize, 16384);
   assert.equal(s.meta.slot, 1);
   assert.equal(s.metaPages[1].offset, 16384);
@@ -1225,7 +1266,7 @@ Deno.test("readRevision() steps over an empty right-most leaf, like Cursor.Last"
   });
   const path = writeDb(tempDir(), "empty-tail.db", built.file);
   assert.equal(await readRevision(path), 3);
-  assert.equal((await readStatus(path)).revision, 3);
+  assert.equal((await readStatus(path, ETCD)).revision, 3);
 });
 
 Deno.test("totalKeyLive counts binary user keys exactly, bytes 0x80-0x9f included", async () => {
@@ -1249,7 +1290,7 @@ Deno.test("an empty or missing key bucket has revision 0", async () => {
   assert.equal(await readRevision(none), 0);
   const empty = writeDb(dir, "empty.db", buildDb({ key: { entries: [], inline: false } }).file);
   assert.equal(await readRevision(empty), 0);
-  assert.equal((await readStatus(empty)).revision, 0);
+  assert.equal((await readStatus(empty, ETCD)).revision, 0);
 });
 
 Deno.test("a persisted freelist is checked: unreachable pages must be free, free pages unreachable", async () => {
@@ -1399,7 +1440,7 @@ Deno.test("undecodable etcd values are damage: a bad KeyValue, a bad alarm, an u
     /bucket "alarm": entry 0 is a cut-short protobuf/,
   );
   const unknown = buildDb({ alarm: { entries: [[alarmKey(5n, 7), ""]] } });
-  const s = await readStatus(writeDb(dir, "unknown.db", unknown.file));
+  const s = await readStatus(writeDb(dir, "unknown.db", unknown.file), ETCD);
   assert.deepEqual(s.alarms, [{
     memberId: "5",
     memberIdHex: "0000000000000005",
@@ -1434,7 +1475,7 @@ Deno.test(
       const saved = join(dir, "saved.db");
       await etcdctl(["--endpoints", etcd.url, "snapshot", "save", saved]);
       for (const path of [raw, saved]) {
-        const s = await readStatus(path);
+        const s = await readStatus(path, ETCD);
         assert.equal(formatStatusJson(s, "3.4"), (await etcdctlStatus(path, "json")).stdout, path);
         assert.equal(
           formatStatusTable(s, "3.4"),

@@ -185,13 +185,19 @@ export function fakeDbReader(dbs: Record<string, FakeDb> = {}): DbReader {
           compactRevision: Math.max(db.scheduledCompactRev, db.finishedCompactRev),
         };
       }),
-    // Like a reader asked for no range: the history comes from history() below.
-    status: (path) => Promise.resolve().then(() => read(path)),
+    // Like a reader asked for no range: the history comes from history() below. etcdctl's
+    // hash only when asked for, as the native reader does.
+    status: (path, _history, options) =>
+      Promise.resolve().then(() => {
+        const db = read(path);
+        return options?.etcdHash ? db : { ...db, hash: null };
+      }),
     history: (path, uptoRevision, sinceRevision) =>
       Promise.resolve().then(() => {
         const db = read(path);
         return {
           hash: db.historyHash ?? 0x5eed,
+          crc: "crc32" as const,
           sinceRevision,
           uptoRevision,
           entries: uptoRevision - sinceRevision,

@@ -13,6 +13,8 @@
  * ```
  */
 
+import { type Crc, crcAlgebra } from "./crc_algebra.ts";
+
 const POLY = 0x82f63b78;
 /** Slices: table s maps a byte to its CRC contribution s bytes further on. */
 const SLICES = 16;
@@ -74,49 +76,19 @@ export function crc32c(data: Uint8Array): number {
   return crc32cUpdate(0, data);
 }
 
-/** x^(2^n) mod P for n = 0..31 (zlib's `x2n_table`). */
-const X2N = (() => {
-  const t = new Int32Array(32);
-  let p = 1 << 30; // x^1
-  t[0] = p;
-  for (let n = 1; n < 32; n++) t[n] = p = multModP(p, p);
-  return t;
-})();
-
-/** a × b modulo the CRC polynomial, bit-reflected (zlib's `multmodp`). */
-function multModP(a: number, b: number): number {
-  let p = 0;
-  for (let m = 0x8000_0000; m !== 0; m >>>= 1) {
-    if (a & m) {
-      p ^= b;
-      if ((a & (m - 1)) === 0) break;
-    }
-    b = b & 1 ? (b >>> 1) ^ POLY : b >>> 1;
-  }
-  return p >>> 0;
-}
-
-/** What a CRC of A turns into when `length` bytes follow A (zlib's `x2nmodp` step). */
-function shift(crc: number, length: number): number {
-  let p = 0x8000_0000; // x^0
-  for (let n = length, k = 3; n > 0; n = Math.floor(n / 2), k++) {
-    if (n % 2) p = multModP(X2N[k & 31], p);
-  }
-  return multModP(p, crc);
-}
+const ALGEBRA = crcAlgebra(POLY);
 
 /**
  * The CRC-32C of A followed by B, from the CRC of A, the CRC of B and B's length (zlib's
  * `crc32_combine`).
  */
-export function crc32cCombine(crcA: number, crcB: number, lengthB: number): number {
-  return (shift(crcA, lengthB) ^ crcB) >>> 0;
-}
+export const crc32cCombine = ALGEBRA.combine;
 
 /**
  * The CRC-32C of B alone, from the CRC of A followed by B, the CRC of A, and B's length: one
  * pass over a stream gives the checksum of any stretch of it whose start and end were noted.
  */
-export function crc32cSuffix(crcAB: number, crcA: number, lengthB: number): number {
-  return (shift(crcA, lengthB) ^ crcAB) >>> 0;
-}
+export const crc32cSuffix = ALGEBRA.suffix;
+
+/** CRC-32C as a `Crc`: what etcd hashes with. */
+export const CRC32C: Crc = { name: "crc32c", update: crc32cUpdate, ...ALGEBRA };

@@ -28,7 +28,13 @@ import {
   type MetaPage,
 } from "./bbolt.ts";
 import { ByteSet } from "./byte_set.ts";
-import { crc32c, crc32cCombine, crc32cSuffix, crc32cUpdate } from "./crc32c.ts";
+import { CRC32C, crc32cUpdate } from "./crc32c.ts";
+import { CRC32 } from "./crc32.ts";
+import type { Crc } from "./crc_algebra.ts";
+
+/** Which CRC a key-history hash is taken with: etcd's own, or the native CRC-32. */
+export type HistoryCrc = Crc["name"];
+const CRCS: Record<HistoryCrc, Crc> = { crc32: CRC32, crc32c: CRC32C };
 
 export { EtcdDbError, summarize } from "./bbolt.ts";
 export type { MetaPage } from "./bbolt.ts";
@@ -62,8 +68,12 @@ export interface DbMember {
 /** Everything `readStatus` finds in one file. */
 export interface DbStatus {
   path: string;
-  /** CRC-32C over every bucket name, key and value, as `snapshot status` prints it. */
-  hash: number;
+  /**
+   * CRC-32C over every bucket name, key and value, as `snapshot status` prints it; null when
+   * not asked for (`readStatus` without `etcdHash`: it is most of a read's time, and nothing
+   * is decided on it, since the hashes of two members' copies always differ).
+   */
+  hash: number | null;
   /** Main revision of the last key of bucket `key` (0 when empty). */
   revision: number;
   /** Entries of every bucket: `totalKey` of etcdctl/etcdutl 3.4 and 3.5. */
@@ -129,11 +139,17 @@ export interface IntegrityReport {
  */
 export interface KeyHistoryHash {
   /**
-   * CRC-32C over "key", then, in bucket order, each key and value of the `key` bucket with
+   * The CRC (`crc`) over "key", then, in bucket order, each key and value of the `key` bucket with
    * main revision ≤ `uptoRevision` that is either above `sinceRevision` or, at or below it,
    * the latest revision ≤ `uptoRevision` of its user key and not a deletion.
    */
   hash: number;
+  /**
+   * Which CRC: "crc32c" is etcd's own (the value `etcdctl endpoint hashkv` prints); "crc32"
+   * (native, many times faster) compares copies with each other. Hashes of one kind only are
+   * ever compared.
+   */
+  crc: HistoryCrc;
   /** The compaction the hash is taken at (exclusive lower bound of the full history). */
   sinceRevision: number;
   /** Inclusive upper bound. */
@@ -198,20 +214,34 @@ function lastRevision(db: BoltDb): number {
   return mainRevision(last.key);
 }
 
+/** What `readStatus` computes beside the figures it always reads. */
+export interface StatusOptions {
+  /** The key-history hash over this range, in the same pass (`status.history`). */
+  history?: { uptoRevision: number; sinceRevision: number };
+  /** The CRC of that history hash: etcd's CRC-32C (the default) or the native CRC-32. */
+  historyCrc?: HistoryCrc;
+  /** `status.hash` as `etcdctl snapshot status` prints it (CRC-32C, in JavaScript: slower). */
+  etcdHash?: boolean;
+}
+
 /**
  * Reads the whole file: `snapshot status` figures, etcd metadata, and an integrity check like
  * `tx.Check()` (which etcdctl runs too). With `history`, also `status.history`: what
- * `keyHistoryHash(path, uptoRevision, sinceRevision)` returns, without a second pass.
+ * `keyHistoryHash(path, uptoRevision, sinceRevision, historyCrc)` returns, without a second
+ * pass. With `etcdHash`, also `status.hash` (else null).
  * @throws {EtcdDbError} when the file cannot be read or fails the check
  */
 export async function readStatus(
   path: string,
-  options: { history?: { uptoRevision: number; sinceRevision: number } } = {},
-): Promise<DbStatus> {
+  options: StatusOptions & { etcdHash: true },
+): Promise<DbStatus & { hash: number }>;
+export async function readStatus(path: string, options?: StatusOptions): Promise<DbStatus>;
+export async function readStatus(path: string, options: StatusOptions = {}): Promise<DbStatus> {
   const db = await BoltDb.open(path);
   try {
-    const view = options.history && new HistoryView(options.history);
-    const { status, findings } = scan(db, true, view);
+    const view = options.history &&
+      new HistoryView(options.history, CRCS[options.historyCrc ?? "crc32c"]);
+    const { status, findings } = scan(db, options.etcdHash === true, view);
     if (findings.total > 0) throw new EtcdDbError(path, findings.list());
     if (view) {
       status.history = view.result({
@@ -268,9 +298,13 @@ export class HistoryView {
   #member = -1;
   #tombstone = false;
 
-  constructor(range: { uptoRevision: number; sinceRevision: number }) {
+  /** The CRC the running checksum of `enter`/`leave` is taken with. */
+  readonly crc: Crc;
+
+  constructor(range: { uptoRevision: number; sinceRevision: number }, crc: Crc = CRC32C) {
     this.since = range.sinceRevision;
     this.upto = range.uptoRevision;
+    this.crc = crc;
   }
 
   /** Before an entry of `key` is hashed into the running CRC (`crc` so far). */
@@ -328,21 +362,20 @@ export class HistoryView {
       return;
     }
     this.#at[m] = this.#position;
-    this.#crc[m] = crc32cSuffix(crc, this.#crcBefore, size);
+    this.#crc[m] = this.crc.suffix(crc, this.#crcBefore, size);
     this.#length[m] = size;
   }
 
   /** etcd's hash over the view (`revision` and `compactRevision` are the copy's). */
-  hash(): Pick<KeyHistoryHash, "hash" | "entries" | "kept"> {
+  hash(): Pick<KeyHistoryHash, "hash" | "crc" | "entries" | "kept"> {
+    const { combine, suffix, update, name } = this.crc;
     const kept: number[] = [];
     for (let m = 0; m < this.#at.length; m++) if (this.#at[m] > 0) kept.push(m);
     kept.sort((a, b) => this.#at[a] - this.#at[b]);
-    let hash = crc32c(KEY_BUCKET);
-    for (const m of kept) hash = crc32cCombine(hash, this.#crc[m] >>> 0, this.#length[m]);
-    if (this.started) {
-      hash = crc32cCombine(hash, crc32cSuffix(this.after, this.before, this.bytes), this.bytes);
-    }
-    return { hash, entries: kept.length + this.entries, kept: kept.length };
+    let hash = update(0, KEY_BUCKET);
+    for (const m of kept) hash = combine(hash, this.#crc[m] >>> 0, this.#length[m]);
+    if (this.started) hash = combine(hash, suffix(this.after, this.before, this.bytes), this.bytes);
+    return { hash, crc: name, entries: kept.length + this.entries, kept: kept.length };
   }
 
   /** The answer of keyHistoryHash, or undefined when it would refuse (it then says why). */
@@ -439,7 +472,9 @@ export async function keyHistoryHash(
   path: string,
   uptoRevision: number,
   sinceRevision = 0,
+  crcName: HistoryCrc = "crc32c",
 ): Promise<KeyHistoryHash> {
+  const crc = CRCS[crcName];
   const db = await BoltDb.open(path);
   try {
     const findings = new Findings(db.meta.pgid);
@@ -447,9 +482,10 @@ export async function keyHistoryHash(
     const meta = readMetaBucket(db, root, findings);
     const compactRevision = Math.max(meta.scheduledCompactRev, meta.finishedCompactRev);
     const bucket = db.findBucket(root, KEY_BUCKET);
-    const view = new HistoryView({ uptoRevision, sinceRevision });
+    const view = new HistoryView({ uptoRevision, sinceRevision }, crc);
+    const update = crc.update;
     const keys = new ByteSet();
-    let crc = 0;
+    let running = 0;
     let index = 0;
     if (bucket) {
       db.walk(bucket, findings, (key, value, flags) => {
@@ -457,15 +493,15 @@ export async function keyHistoryHash(
         if (problem) return findings.add(`bucket "key": entry ${index++} ${problem}`);
         index++;
         if (mainRevision(key) > uptoRevision) return; // nothing after the view counts
-        view.enter(key, flags, crc);
-        crc = crc32cUpdate(crc32cUpdate(crc, key), value);
+        view.enter(key, flags, running);
+        running = update(update(running, key), value);
         try {
           view.member(keys.mark(keyValueKey(value), key.length !== TOMBSTONE_KEY_SIZE));
         } catch (error) {
           if (!(error instanceof DecodeError)) throw error;
           findings.add(`bucket "key": entry ${index - 1} ${error.message}`);
         }
-        view.leave(crc, key.length + value.length);
+        view.leave(running, key.length + value.length);
       });
     }
     if (findings.total > 0) throw new EtcdDbError(path, findings.list());
@@ -486,7 +522,8 @@ export async function keyHistoryHash(
 
 /**
  * One pass over the whole file: counts, etcd metadata, and the page checks; with `hashing`,
- * also `status.hash` (a third of the time: an integrity check alone skips it).
+ * also `status.hash` (CRC-32C in JavaScript: more than half the time); with `view`, the
+ * key-history hash (its own CRC, over the `key` bucket only).
  */
 function scan(
   db: BoltDb,
@@ -497,7 +534,7 @@ function scan(
   db.readFreelist(findings);
   const status: DbStatus = {
     path: db.path,
-    hash: 0,
+    hash: hashing ? 0 : null,
     revision: 0,
     totalKey: 0,
     totalKeyLive: 0,
@@ -521,6 +558,9 @@ function scan(
   };
   const live = new ByteSet();
   let hash = 0;
+  /** The view's running checksum over the `key` bucket. */
+  let history = 0;
+  const historyUpdate = view?.crc.update;
   const rootEntry: EntryVisitor = (key, _value, flags) => {
     if (!(flags & BUCKET_LEAF_FLAG)) {
       findings.add(`root bucket: "${latin1(key)}" is not a bucket`);
@@ -535,23 +575,28 @@ function scan(
     const track = name === "key" ? view : undefined;
     const decode = bucketDecoder(name, status, live, findings, track);
     return (key, value, flags) => {
-      track?.enter(key, flags, hash);
+      const sub = (flags & BUCKET_LEAF_FLAG) !== 0;
+      if (track) {
+        track.enter(key, flags, history);
+        history = historyUpdate!(history, key);
+        if (!sub) history = historyUpdate!(history, value);
+      }
       if (hashing) hash = crc32cUpdate(hash, key);
       entries++;
       // bbolt's ForEach gives a nil value for a sub-bucket.
-      if (flags & BUCKET_LEAF_FLAG) decode?.(key, EMPTY);
+      if (sub) decode?.(key, EMPTY);
       else {
         if (hashing) hash = crc32cUpdate(hash, value);
         decode?.(key, value);
       }
-      track?.leave(hash, flags & BUCKET_LEAF_FLAG ? key.length : key.length + value.length);
+      track?.leave(history, sub ? key.length : key.length + value.length);
     };
   };
   db.walk(db.rootBucket(), findings, rootEntry, onBucket);
   db.checkUnreachable(findings);
   for (const count of counts) count();
   status.totalKey = Object.values(status.buckets).reduce((a, b) => a + b, 0);
-  status.hash = hash;
+  if (hashing) status.hash = hash;
   status.totalKeyLive = live.live;
   return { status, findings };
 }

@@ -4,7 +4,7 @@
  * side and Ctrl-C stops a long read at once.
  */
 
-import type { DbStatus, KeyHistoryHash } from "./etcd_db.ts";
+import type { DbStatus, HistoryCrc, KeyHistoryHash } from "./etcd_db.ts";
 import { EtcdDbError, keyHistoryHash, readHistorySpan, readStatus } from "./etcd_db.ts";
 import type { HistoryRange } from "./compare.ts";
 import { sha256File } from "./sha256.ts";
@@ -14,24 +14,35 @@ import { InterruptedError } from "../run/errors.ts";
 export interface DbReader {
   /** Revision and compaction, read fast: enough to choose the range to compare. */
   span(path: string): Promise<{ revision: number; compactRevision: number }>;
-  /** The whole copy; with `history`, its key-history hash over that range in the same pass. */
-  status(path: string, history?: HistoryRange): Promise<DbStatus>;
+  /**
+   * The whole copy; with `history`, its key-history hash over that range in the same pass;
+   * with `etcdHash`, the hash `etcdctl snapshot status` prints (else `hash` is null).
+   */
+  status(path: string, history?: HistoryRange, options?: { etcdHash?: boolean }): Promise<DbStatus>;
   /** A second pass for the key-history hash, when the range changed after the first. */
   history(path: string, uptoRevision: number, sinceRevision: number): Promise<KeyHistoryHash>;
   /** The file's sha256 (hex), for the manifest check; `sha256File` on this thread without it. */
   sha256?(path: string): Promise<string>;
 }
 
+/**
+ * The CRC the readers take key-history hashes with: the native CRC-32, many times faster than
+ * etcd's CRC-32C in JavaScript. Copies are only compared with each other, so any CRC serves;
+ * the entries hashed are etcd's (`keyHistoryHash` with "crc32c" gives etcd's own value).
+ */
+export const COMPARE_CRC: HistoryCrc = "crc32";
+
 export const nativeReader: DbReader = {
   span: readHistorySpan,
-  status: (path, history) => readStatus(path, { history }),
-  history: keyHistoryHash,
+  status: (path, history, options) =>
+    readStatus(path, { history, historyCrc: COMPARE_CRC, ...options }),
+  history: (path, upto, since) => keyHistoryHash(path, upto, since, COMPARE_CRC),
   sha256: sha256File,
 };
 
 /** One read, as `lib/db/worker.ts` takes it. */
 export type DbOp =
-  | { op: "status"; path: string; history?: HistoryRange }
+  | { op: "status"; path: string; history?: HistoryRange; etcdHash?: boolean }
   | { op: "history"; path: string; uptoRevision: number; sinceRevision: number }
   | { op: "sha256"; path: string };
 
@@ -101,7 +112,8 @@ export function workerReader(
   return {
     // A few pages whatever the size: quicker on this thread than a worker's start.
     span: (path) => signal.aborted ? Promise.reject(interrupted(path)) : readHistorySpan(path),
-    status: (path, history) => run({ op: "status", path, history }),
+    status: (path, history, options) =>
+      run({ op: "status", path, history, etcdHash: options?.etcdHash }),
     history: (path, uptoRevision, sinceRevision) =>
       run({ op: "history", path, uptoRevision, sinceRevision }),
     sha256: (path) => run({ op: "sha256", path }),

@@ -11,15 +11,19 @@
  */
 
 import { EtcdDbError, keyHistoryHash, readStatus } from "./etcd_db.ts";
-import type { DbOp, DbReply } from "./reader.ts";
+import { COMPARE_CRC, type DbOp, type DbReply } from "./reader.ts";
 import { sha256FileSync } from "./sha256.ts";
 
 function run(m: DbOp): Promise<unknown> {
   switch (m.op) {
     case "status":
-      return readStatus(m.path, { history: m.history });
+      return readStatus(m.path, {
+        history: m.history,
+        historyCrc: COMPARE_CRC,
+        etcdHash: m.etcdHash,
+      });
     case "history":
-      return keyHistoryHash(m.path, m.uptoRevision, m.sinceRevision);
+      return keyHistoryHash(m.path, m.uptoRevision, m.sinceRevision, COMPARE_CRC);
     case "sha256":
       return Promise.resolve(sha256FileSync(m.path));
   }

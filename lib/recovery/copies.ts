@@ -37,7 +37,8 @@ export async function plannedRange(
 }
 
 export interface CopyStatus {
-  hash: number;
+  /** As `etcdctl snapshot status` prints it; null unless asked for (`--etcd-hash`). */
+  hash: number | null;
   revision: number;
   /** As the etcd that wrote it counts: every bucket entry (≤ 3.5) or live keys (3.6+). */
   totalKey: number;
@@ -71,7 +72,9 @@ export async function readCopy(
   range?: HistoryRange,
   verified?: Promise<boolean>,
 ): Promise<CopyStatus> {
-  const { history, ...db } = await ctx.deps.db.status(file, range);
+  const { history, ...db } = await ctx.deps.db.status(file, range, {
+    etcdHash: ctx.opts.etcdHash,
+  });
   if (verified && !(await verified)) throw new CopyNotVerified(`${file} failed its sha256 check`);
   // Progress: a copy of several GB takes seconds to read.
   ctx.log.info(`${node}: read ${humanizeBytes(db.fileSize)} (revision ${db.revision})`);
@@ -90,7 +93,10 @@ export async function readCopy(
     const tool = await toolStatus(ctx, node, file);
     const diffs = [
       tool.revision !== db.revision ? `revision ${tool.revision} ≠ ${db.revision}` : "",
-      tool.hash !== db.hash ? `hash ${tool.hash.toString(16)} ≠ ${db.hash.toString(16)}` : "",
+      // etcdctl's hash only when this run computed it too (--etcd-hash)
+      db.hash !== null && tool.hash !== db.hash
+        ? `hash ${tool.hash.toString(16)} ≠ ${db.hash.toString(16)}`
+        : "",
       tool.totalSize !== db.totalSize ? `size ${tool.totalSize} ≠ ${db.totalSize}` : "",
       ![db.totalKey, db.totalKeyLive].includes(tool.totalKey)
         ? `keys ${tool.totalKey} ≠ ${db.totalKey}/${db.totalKeyLive}`

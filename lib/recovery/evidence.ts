@@ -60,7 +60,7 @@ export async function gather(
 async function copiesEvidence(ctx: Ctx): Promise<CopiesEvidence | undefined> {
   if (!existsSync(join(ctx.opts.out, MANIFEST_FILE))) return undefined;
   try {
-    return copiesOf(await inspectCopies(ctx), ctx.opts.nodes);
+    return copiesOf(await inspectCopies(ctx, { trustUnchanged: true }), ctx.opts.nodes);
   } catch (error) {
     if (error instanceof InterruptedError) throw error;
     return { compared: [], outside: [], notCompared: errorOf(error).error };

@@ -11,8 +11,14 @@ import type { Ctx } from "../run/context.ts";
 import { InterruptedError, StepError } from "../run/errors.ts";
 import { EtcdDbError, summarize } from "../db/etcd_db.ts";
 import { humanizeBytes } from "../run/humanize.ts";
-import { copyDir, copyFile, type Manifest, verifyCopy, writeManifest } from "./manifest.ts";
-import { sha256File } from "../db/sha256.ts";
+import {
+  copyDir,
+  copyFile,
+  hashWithIdentity,
+  type Manifest,
+  verifyCopy,
+  writeManifest,
+} from "./manifest.ts";
 import { formatMs } from "../run/poll.ts";
 import { tail } from "../run/command.ts";
 import { COPY_TIMEOUT_MS, sub, talos } from "../talos/talosctl.ts";
@@ -109,6 +115,9 @@ export async function extractOne(ctx: Ctx, extraction: Extraction, node: string)
       if (aside) ctx.log.warn(`${node}: the torn earlier copy is kept in ${aside}`);
       return;
     }
+    // Private at once, and before it is hashed: a chmod later would change the file's change
+    // time after the sha256 was taken (see hashWithIdentity).
+    chmodSync(join(partial, "db"), 0o600);
     // A copy taken while etcd writes, or cut off, can be torn although cp exited 0: read it
     // whole now, while copying again is cheap, rather than find out at the wipe.
     const check = await readBack(ctx, node, join(partial, "db"));
@@ -167,14 +176,17 @@ async function record(
   durationMs?: number,
 ): Promise<void> {
   chmodSync(join(file, ".."), 0o700);
-  chmodSync(file, 0o600);
+  // a chmod changes the change time even when the mode stays: only when needed
+  if ((statSync(file).mode & 0o777) !== 0o600) chmodSync(file, 0o600);
   const size = statSync(file).size;
+  const { sha256, hashed } = await hashWithIdentity(file);
   manifest.copies[node] = {
     file: copyFile(node),
     size,
-    sha256: await sha256File(file),
+    sha256,
     copiedAt: new Date(ctx.deps.now()).toISOString(),
     ...("torn" in check ? { unreadable: check.torn } : {}),
+    ...(hashed ? { hashed } : {}),
   };
   writeManifest(ctx.opts.out, manifest);
   const took = durationMs !== undefined ? ` in ${formatMs(durationMs)}` : "";

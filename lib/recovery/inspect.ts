@@ -8,7 +8,15 @@ import type { Ctx } from "../run/context.ts";
 import { InterruptedError, RefusedError } from "../run/errors.ts";
 import { EtcdDbError } from "../db/etcd_db.ts";
 import { existsSync, readdirSync } from "node:fs";
-import { copyFile, type Manifest, MANIFEST_FILE, readManifest, verifyCopy } from "./manifest.ts";
+import {
+  type CopyCheck,
+  copyFile,
+  type Manifest,
+  MANIFEST_FILE,
+  readManifest,
+  verifyCopy,
+  writeManifest,
+} from "./manifest.ts";
 import { SEED_VAR, shellLine } from "../run/command.ts";
 import { pickSeed, type SeedChoice } from "../db/etcdutl.ts";
 import { compareHistories, type CopyStatus, plannedRange, readCopy } from "./copies.ts";
@@ -37,11 +45,14 @@ export interface Inspection {
 /**
  * Reads the manifest and every copy. Refuses when there is nothing to read. With
  * `requireManifest: false` (status), copies put in OUT by hand (`OUT/db.N/db`, no manifest)
- * are read too, marked unverified: `extract` records them without copying again.
+ * are read too, marked unverified: `extract` records them without copying again. With
+ * `trustUnchanged` (the read-only looks: status, diagnose), a copy whose file is unchanged
+ * since its sha256 was taken is not hashed again (`verifyCopy`), and a copy hashed now has its
+ * file's identity recorded in the manifest for the next look; unless `--rehash`.
  */
 export async function inspectCopies(
   ctx: Ctx,
-  options: { requireManifest?: boolean } = {},
+  options: { requireManifest?: boolean; trustUnchanged?: boolean } = {},
 ): Promise<Inspection> {
   const { out } = ctx.opts;
   const manifest = readManifest(out);
@@ -61,11 +72,14 @@ export async function inspectCopies(
   const nodes = ctx.opts.nodes.length > 0 ? ctx.opts.nodes : manifest?.nodes ?? handmade;
   // Each copy's sha256 is checked while it is read (both go over every byte, on other threads):
   // a copy that fails its check is shown with that reason, whatever its reading gave.
+  const trustUnchanged = options.trustUnchanged === true && !ctx.opts.rehash;
   const checks = nodes.map((node) => {
     const file = join(out, copyFile(node));
-    const check = manifest ? verifyCopy(out, manifest, node, ctx.deps.db.sha256) : Promise.resolve(
-      existsSync(file) ? { ok: true as const } : { ok: false as const, reason: "no copy" },
-    );
+    const check = manifest
+      ? verifyCopy(out, manifest, node, ctx.deps.db.sha256, { trustUnchanged })
+      : Promise.resolve(
+        existsSync(file) ? { ok: true as const } : { ok: false as const, reason: "no copy" },
+      );
     check.catch(() => {}); // awaited below; an interrupt is thrown from there
     return { node, file, check };
   });
@@ -97,6 +111,8 @@ export async function inspectCopies(
     ctx.log.warn(
       `no ${MANIFEST_FILE} in ${out}: the copies are read but not verified (no sha256 recorded)`,
     );
+  } else {
+    await noteHashing(ctx, manifest, checks, trustUnchanged);
   }
   const readable = rows.filter((r) => r.status).map((r) => ({
     node: r.node,
@@ -403,19 +419,55 @@ export async function verifiedSeedCopy(ctx: Ctx, seed: string): Promise<string> 
 }
 
 /**
+ * Says which copies' sha256 was taken again and which were not (unchanged since it was, with
+ * when), and, for the read-only looks, records the identity of the files hashed now.
+ */
+async function noteHashing(
+  ctx: Ctx,
+  manifest: Manifest,
+  checks: { node: string; check: Promise<CopyCheck> }[],
+  record: boolean,
+): Promise<void> {
+  const done = await Promise.all(checks.map(async (c) => ({ node: c.node, check: await c.check })));
+  const unchanged = done.filter((d) => d.check.ok && d.check.how === "unchanged");
+  if (unchanged.length > 0) {
+    const when = [
+      ...new Set(unchanged.map((d) => manifest.copies[d.node].hashed!.hashedAt.slice(0, 19))),
+    ].join(", ");
+    ctx.log.info(
+      `sha256 not taken again for ${unchanged.map((d) => d.node).join(", ")}: ` +
+        `file unchanged since it was hashed (${when}Z: same inode, size, mtime, ctime); ` +
+        `--rehash to hash again`,
+    );
+  }
+  if (!record) return;
+  let changed = false;
+  for (const { node, check } of done) {
+    if (check.ok && check.identity && manifest.copies[node]) {
+      manifest.copies[node].hashed = check.identity;
+      changed = true;
+    }
+  }
+  if (changed) writeManifest(ctx.opts.out, manifest);
+}
+
+/**
  * The table for people; `seed` (default: the highest revision; null: none) is marked in NOTE.
  */
 export function statusTable(
   insp: Inspection,
   seed: string | null | undefined = insp.choice?.seed,
 ): string {
-  const header = ["NODE", "REVISION", "KEYS", "SIZE", "HASH", "ALARMS", "INTACT", "AGREES", "NOTE"];
+  // HASH (etcdctl's) only when it was computed (status --etcd-hash): nothing is decided on it
+  const hashed = insp.rows.some((r) => typeof r.status?.hash === "number");
+  const header = ["NODE", "REVISION", "KEYS", "SIZE", "HASH", "ALARMS", "INTACT", "AGREES", "NOTE"]
+    .filter((h) => hashed || h !== "HASH");
   const rows = insp.rows.map((r) => [
     r.node,
     r.status ? String(r.status.revision) : "-",
     r.status ? String(r.status.totalKey) : "-",
     r.status ? humanizeBytes(r.status.totalSize) : "-",
-    r.status ? r.status.hash.toString(16).padStart(8, "0") : "-",
+    ...(hashed ? [r.status?.hash != null ? r.status.hash.toString(16).padStart(8, "0") : "-"] : []),
     r.status ? [...new Set(r.status.alarms.map((a) => a.type))].join(",") || "-" : "-",
     !r.intact ? "no" : insp.manifest.copies[r.node] ? "yes" : "unverified",
     agreement(insp, r.node),

@@ -4,10 +4,9 @@
  */
 
 import { existsSync, readdirSync, rmSync } from "node:fs";
-import { $ as zx$ } from "zx";
 import { setTimeout as sleepTimer } from "node:timers/promises";
 import { workerReader } from "../db/reader.ts";
-import { type Deps, freeBytes } from "../run/deps.ts";
+import { type Deps, freeBytes, type Shell } from "../run/deps.ts";
 import { COMMON_FLAGS_HELP, type Options, parseOptions, type ParseSettings } from "../run/cli.ts";
 import { createCtx, type Ctx } from "../run/context.ts";
 import {
@@ -184,6 +183,21 @@ async function askStdin(question: string): Promise<string | null> {
   }
 }
 
+/**
+ * zx's `$`, loaded at its first use: zx costs about 70 ms of start-up, which the tasks that
+ * run no command (status) and the others' first look (copies read in workers meanwhile) need
+ * not wait for. Only the form the tasks call is served: `$(options)` then a template.
+ */
+function lazyZx(): Shell {
+  let loaded: Promise<Shell> | undefined;
+  const load = () =>
+    loaded ??= import("zx").then((zx) => zx.$({ verbose: false, quiet: true }) as Shell);
+  const withOptions =
+    (options: Parameters<Shell>[0]) => (pieces: TemplateStringsArray, ...args: unknown[]) =>
+      load().then(($) => ($(options as never) as unknown as Shell)(pieces, ...args));
+  return withOptions as unknown as Shell;
+}
+
 /** The real world: zx, the process environment, Deno's stdio, signals. */
 export function realDeps(): Deps {
   const controller = new AbortController();
@@ -192,9 +206,8 @@ export function realDeps(): Deps {
   };
   Deno.addSignalListener("SIGINT", onSignal("SIGINT"));
   Deno.addSignalListener("SIGTERM", onSignal("SIGTERM"));
-  const $ = zx$({ verbose: false, quiet: true });
   return {
-    $,
+    $: lazyZx(),
     env: Deno.env.toObject(),
     isTerminal: Deno.stdin.isTerminal() && Deno.stderr.isTerminal(),
     ask: askStdin,

@@ -20,6 +20,26 @@ export interface CopyRecord {
   copiedAt: string;
   /** Why the native reader refused the copy when extract read it back (kept as the node gave it). */
   unreadable?: string;
+  /**
+   * The file as it was when `sha256` was taken (absent when that could not be told: see
+   * `hashWithIdentity`). While the file still matches it, its bytes are the ones hashed.
+   */
+  hashed?: FileIdentity;
+}
+
+/**
+ * What the file system says of a file, enough to tell it was not written since: any write,
+ * truncation, chmod or replacement changes the change time (which no tool can set back), the
+ * inode or the size. This is how git tells an unchanged work-tree file without reading it.
+ */
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  /** When the sha256 was taken. */
+  hashedAt: string;
 }
 
 /** A verified `etcd snapshot` taken after the restore (`deno task after`). */
@@ -71,6 +91,48 @@ export function readManifest(out: string): Manifest | undefined {
   }
 }
 
+/** The identity of `path` now (`hashedAt` as given), or undefined when the system has no ctime. */
+function identityOf(path: string, hashedAt: string): FileIdentity | undefined {
+  const st = Deno.statSync(path);
+  if (!st.ctime || !st.mtime || st.ino === null || st.dev === null) return undefined;
+  return {
+    dev: st.dev,
+    ino: st.ino,
+    size: st.size,
+    mtimeMs: st.mtime.getTime(),
+    ctimeMs: st.ctime.getTime(),
+    hashedAt,
+  };
+}
+
+/**
+ * The sha256 of `path` and, when it can vouch for it later, the file's identity from before
+ * the hashing began. A write during the hashing, or after it, changes the change time, so a
+ * later look that finds the same identity finds the bytes that were hashed. Deno reports the
+ * change time in whole seconds: a write in the same second as the last change before the
+ * hashing would not show, so the identity is kept only when that change is from an earlier
+ * second than the hashing's start.
+ */
+export async function hashWithIdentity(
+  path: string,
+  hash: (path: string) => Promise<string> = sha256File,
+  now: () => number = Date.now,
+): Promise<{ sha256: string; hashed?: FileIdentity }> {
+  const start = now();
+  const id = identityOf(path, new Date(start).toISOString());
+  const sha256 = await hash(path);
+  const usable = id !== undefined && id.ctimeMs < Math.floor(start / 1000) * 1000 &&
+    id.mtimeMs < start;
+  return usable ? { sha256, hashed: id } : { sha256 };
+}
+
+/** True when `path` is, by the file system's account, the file `id` describes. */
+export function unchangedSince(path: string, id: FileIdentity): boolean {
+  const now = identityOf(path, id.hashedAt);
+  return now !== undefined && now.dev === id.dev && now.ino === id.ino &&
+    now.size === id.size && now.mtimeMs === id.mtimeMs && now.ctimeMs === id.ctimeMs;
+}
+
 /** Writes the manifest atomically (temp file + rename), mode 0600. */
 export function writeManifest(out: string, manifest: Manifest): void {
   ensurePrivateDir(out);
@@ -80,17 +142,27 @@ export function writeManifest(out: string, manifest: Manifest): void {
   renameSync(tmp, path);
 }
 
-export type CopyCheck = { ok: true } | { ok: false; reason: string };
+/**
+ * A copy's check: `hashed` says how the sha256 was found to match: taken again now, or not
+ * taken because the file is unchanged since it was (`unchanged`: the identity that says so).
+ * `identity`: the file's identity from this hashing, when it can vouch for the next look.
+ */
+export type CopyCheck =
+  | { ok: true; how?: "hashed" | "unchanged"; identity?: FileIdentity }
+  | { ok: false; reason: string };
 
 /**
  * Is the copy of `node` present, readable, and byte-for-byte what the manifest recorded?
  * `hash` computes the sha256 (default: here, `sha256File`; status hands it to its workers).
+ * With `trustUnchanged` (status, which changes nothing), a file unchanged since its sha256 was
+ * taken (`CopyRecord.hashed`) is not hashed again; every destructive step hashes again.
  */
 export async function verifyCopy(
   out: string,
   manifest: Manifest | undefined,
   node: string,
   hash: (path: string) => Promise<string> = sha256File,
+  options: { trustUnchanged?: boolean } = {},
 ): Promise<CopyCheck> {
   const record = manifest?.copies[node];
   if (!record) {
@@ -103,9 +175,12 @@ export async function verifyCopy(
     if (size !== record.size) {
       return { ok: false, reason: `size is ${size}, manifest says ${record.size}` };
     }
-    const sha = await hash(path);
-    if (sha !== record.sha256) return { ok: false, reason: "sha256 differs from the manifest" };
-    return { ok: true };
+    if (options.trustUnchanged && record.hashed && unchangedSince(path, record.hashed)) {
+      return { ok: true, how: "unchanged" };
+    }
+    const { sha256, hashed } = await hashWithIdentity(path, hash);
+    if (sha256 !== record.sha256) return { ok: false, reason: "sha256 differs from the manifest" };
+    return { ok: true, how: "hashed", ...(hashed ? { identity: hashed } : {}) };
   } catch (error) {
     if (error instanceof InterruptedError) throw error; // Ctrl-C: not a fact about the copy
     return { ok: false, reason: `unreadable: ${(error as Error).message}` };

@@ -51,6 +51,10 @@ export interface Options {
   noKubeletRestart: boolean;
   /** after: delete the stuck pods a controller recreates, one at a time. */
   restartStuck: boolean;
+  /** status: also compute each copy's hash as `etcdctl snapshot status` prints it. */
+  etcdHash: boolean;
+  /** status: hash every copy again, even one unchanged since its sha256 was taken. */
+  rehash: boolean;
   talosctl: string;
   etcdutl?: string;
   kubectl?: string;
@@ -75,6 +79,8 @@ const FLAGS = {
   help: { type: "boolean", short: "h" },
   "no-kubelet-restart": { type: "boolean" },
   "restart-stuck": { type: "boolean" },
+  "etcd-hash": { type: "boolean" },
+  rehash: { type: "boolean" },
 } as const;
 
 /** The flags every task accepts, for `--help`. */
@@ -97,6 +103,10 @@ export const COMMON_FLAGS_HELP = `Flags:
   --json               machine-readable output where the step has data
   --no-kubelet-restart after: leave the workers' kubelets alone
   --restart-stuck      after: delete the stuck pods a controller recreates (one at a time)
+  --etcd-hash          status: also the HASH column as etcdctl snapshot status prints it
+                       (CRC-32C over the whole db: about twice the read time)
+  --rehash             status: check every copy's sha256 again, even one whose file is
+                       unchanged since extract (or an earlier status) hashed it
   --help               this text
 Environment: TALOSCTL, ETCDUTL, KUBECTL (tool paths; default: found on PATH)
 Exit codes: 0 done or plan printed, 1 failed after the cluster may have changed,
@@ -211,6 +221,8 @@ export function parseOptions(
     help,
     noKubeletRestart: values["no-kubelet-restart"] ?? false,
     restartStuck: values["restart-stuck"] ?? false,
+    etcdHash: values["etcd-hash"] ?? false,
+    rehash: values.rehash ?? false,
     talosctl: env.TALOSCTL || "talosctl",
     etcdutl: env.ETCDUTL || undefined,
     kubectl: env.KUBECTL || undefined,

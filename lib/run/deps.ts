@@ -4,7 +4,7 @@
  * the db reader, the free disk space.
  */
 
-import { type Shell as ZxShell } from "zx";
+import type { Shell as ZxShell } from "zx";
 import { existsSync, statfsSync } from "node:fs";
 import { dirname } from "node:path";
 import type { DbReader } from "../db/reader.ts";
