@@ -9,19 +9,28 @@ import assert from "node:assert/strict";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { main as status } from "../tasks/02_status.ts";
+import { main as extract } from "../tasks/01_extract.ts";
 import { fakeWorld } from "./replay.ts";
-import { makeCopies, NODES, NODES_FLAG, SEED, statusRecs, tempOut } from "./scenario.ts";
+import {
+  extractRecs,
+  makeCopies,
+  NODES,
+  NODES_FLAG,
+  SEED,
+  statusRecs,
+  tempOut,
+} from "./scenario.ts";
 import { sha256File } from "../lib/db/sha256.ts";
-import { hashWithIdentity, type Manifest, verifyCopy } from "../lib/recovery/manifest.ts";
+import { hashWithIdentity, type Manifest, RACY_MS, verifyCopy } from "../lib/recovery/manifest.ts";
 
 const [N10, , N12] = NODES;
 
 const manifestOf = (out: string): Manifest =>
   JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
 
-/** Waits until the wall clock has entered a later second than `ms` (ctime has whole seconds). */
-async function nextSecondAfter(ms: number): Promise<void> {
-  const wait = Math.floor(ms / 1000) * 1000 + 1000 - Date.now() + 20;
+/** Waits until a file last modified at `ms` is no longer "racily" new (RACY_MS). */
+async function settled(ms: number): Promise<void> {
+  const wait = ms + RACY_MS + 10 - Date.now();
   if (wait > 0) await new Promise((go) => setTimeout(go, wait));
 }
 
@@ -44,7 +53,7 @@ async function countedStatus(out: string, args: string[] = [], nodes = NODES) {
 Deno.test("status hashes a copy once: unchanged since, it is not hashed again (and says so); --rehash hashes; a changed copy is hashed and refused", async () => {
   const out = tempOut();
   makeCopies(out);
-  await nextSecondAfter(statSync(join(out, `db.${N12}`, "db")).ctime!.getTime());
+  await settled(statSync(join(out, `db.${N12}`, "db")).mtimeMs);
 
   // no identity in the manifest yet: every copy is hashed, and its identity recorded
   const first = await countedStatus(out);
@@ -83,7 +92,7 @@ Deno.test("status hashes a copy once: unchanged since, it is not hashed again (a
 Deno.test("verifyCopy() trusts an unchanged file only when asked (the read-only looks); the destructive steps hash every time", async () => {
   const out = tempOut();
   makeCopies(out);
-  await nextSecondAfter(statSync(join(out, `db.${N10}`, "db")).ctime!.getTime());
+  await settled(statSync(join(out, `db.${N10}`, "db")).mtimeMs);
   const file = join(out, `db.${N10}`, "db");
   const { hashed } = await hashWithIdentity(file);
   assert.ok(hashed, "a file last changed in an earlier second gets an identity");
@@ -103,16 +112,17 @@ Deno.test("verifyCopy() trusts an unchanged file only when asked (the read-only 
   assert.deepEqual(calls, []);
 });
 
-Deno.test("hashWithIdentity() keeps no identity for a file changed in the second its hashing starts (ctime has whole seconds)", async () => {
+Deno.test("hashWithIdentity() keeps no identity for a file modified just before its hashing starts (racily clean)", async () => {
   const out = tempOut();
   makeCopies(out);
   const file = join(out, `db.${N10}`, "db");
-  const ctime = statSync(file).ctime.getTime();
-  const sameSecond = await hashWithIdentity(file, sha256File, () => ctime + 10);
-  assert.equal(sameSecond.hashed, undefined);
-  const later = await hashWithIdentity(file, sha256File, () => ctime + 1500);
-  assert.equal(later.hashed?.ctimeMs, ctime);
-  assert.equal(later.sha256, sameSecond.sha256);
+  const mtime = Math.floor(statSync(file).mtimeMs);
+  const racy = await hashWithIdentity(file, sha256File, () => mtime + RACY_MS - 1);
+  assert.equal(racy.hashed, undefined);
+  const later = await hashWithIdentity(file, sha256File, () => mtime + RACY_MS + 1);
+  assert.equal(later.hashed?.mtimeMs, mtime);
+  assert.equal(later.hashed?.ino, statSync(file).ino);
+  assert.equal(later.sha256, racy.sha256);
 });
 
 Deno.test("status computes etcdctl's hash only with --etcd-hash: the HASH column and the reader's option follow the flag", async () => {
@@ -139,4 +149,31 @@ Deno.test("status computes etcdctl's hash only with --etcd-hash: the HASH column
       assert.match(w.stderr(), /NODE +REVISION +KEYS +SIZE +ALARMS +INTACT/);
     }
   }
+});
+
+Deno.test("extract records each copy's identity with its sha256, so the status after it hashes none", async () => {
+  const out = tempOut();
+  const x = fakeWorld(extractRecs(out));
+  // the read-back of a real copy takes a while: the copy is no longer racily new when hashed
+  const readBack = x.deps.db.status;
+  x.deps.db = {
+    ...x.deps.db,
+    status: (path, history, options) =>
+      new Promise((go) => setTimeout(go, RACY_MS + 20)).then(() =>
+        readBack(path, history, options)
+      ),
+  };
+  assert.equal(await extract([...NODES_FLAG, "--out", out], x.deps), 0, x.stderr());
+  x.replay.assertDone();
+  for (const n of NODES) {
+    const record = manifestOf(out).copies[n];
+    assert.equal(record.hashed?.ino, statSync(join(out, record.file)).ino, n);
+  }
+  const after = await countedStatus(out);
+  assert.equal(after.code, 0, after.stderr);
+  assert.deepEqual(after.hashed, []);
+  assert.match(
+    after.stderr,
+    /sha256 not taken again for 192\.168\.53\.10, 192\.168\.53\.11, 192\.168\.53\.12/,
+  );
 });

@@ -107,11 +107,12 @@ function identityOf(path: string, hashedAt: string): FileIdentity | undefined {
 
 /**
  * The sha256 of `path` and, when it can vouch for it later, the file's identity from before
- * the hashing began. A write during the hashing, or after it, changes the change time, so a
- * later look that finds the same identity finds the bytes that were hashed. Deno reports the
- * change time in whole seconds: a write in the same second as the last change before the
- * hashing would not show, so the identity is kept only when that change is from an earlier
- * second than the hashing's start.
+ * the hashing began. Any write during the hashing or after it sets the modification time to
+ * its own moment (to the millisecond, from the kernel's coarse clock: a few ms behind at most)
+ * and the change time; a replacement changes the inode. So a later look that finds the same
+ * identity finds the bytes that were hashed, provided the file was last modified clearly
+ * before the hashing began (`RACY_MS`, git's "racily clean" rule): otherwise a write in the
+ * same moment could carry the same times, and no identity is kept (the next look hashes).
  */
 export async function hashWithIdentity(
   path: string,
@@ -121,10 +122,12 @@ export async function hashWithIdentity(
   const start = now();
   const id = identityOf(path, new Date(start).toISOString());
   const sha256 = await hash(path);
-  const usable = id !== undefined && id.ctimeMs < Math.floor(start / 1000) * 1000 &&
-    id.mtimeMs < start;
+  const usable = id !== undefined && id.mtimeMs < start - RACY_MS;
   return usable ? { sha256, hashed: id } : { sha256 };
 }
+
+/** How much older than the hashing's start a file's last modification must be (see above). */
+export const RACY_MS = 50;
 
 /** True when `path` is, by the file system's account, the file `id` describes. */
 export function unchangedSince(path: string, id: FileIdentity): boolean {
