@@ -47,7 +47,7 @@ async function countedStatus(out: string, args: string[] = [], nodes = NODES) {
   };
   const code = await status([...NODES_FLAG, "--out", out, ...args], w.deps);
   w.replay.assertDone();
-  return { code, hashed: hashed.sort(), stderr: w.stderr() };
+  return { code, hashed: hashed.sort(), stderr: w.stderr(), stdout: w.stdout() };
 }
 
 Deno.test("status hashes a copy once: unchanged since, it is not hashed again (and says so); --rehash hashes; a changed copy is hashed and refused", async () => {
@@ -75,9 +75,21 @@ Deno.test("status hashes a copy once: unchanged since, it is not hashed again (a
   );
   assert.match(second.stderr, new RegExp(`${SEED.replaceAll(".", "\\.")} .* yes +yes +seed`));
 
+  // --json says how each sha256 was found to match
+  const json = await countedStatus(out, ["--json"]);
+  const doc = JSON.parse(json.stdout);
+  for (const c of doc.copies) {
+    assert.equal(c.sha256Check.how, "unchanged", c.node);
+    assert.equal(c.sha256Check.hashedAt, manifestOf(out).copies[c.node].hashed!.hashedAt);
+  }
+
   const rehash = await countedStatus(out, ["--rehash"]);
   assert.equal(rehash.code, 0, rehash.stderr);
   assert.deepEqual(rehash.hashed, [...NODES].sort());
+  assert.equal(
+    JSON.parse((await countedStatus(out, ["--rehash", "--json"])).stdout).copies[0].sha256Check.how,
+    "hashed",
+  );
 
   // one byte changed, same size: the change time moves, so it is hashed, and refused
   const file = join(out, `db.${N12}`, "db");

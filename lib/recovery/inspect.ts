@@ -32,6 +32,11 @@ export interface CopyRow {
   status?: CopyStatus;
   /** Why the copy cannot be used. */
   problem?: string;
+  /**
+   * How its sha256 was found to match the manifest: taken now, or not taken because the file
+   * is unchanged since it was (the time it was taken). Absent without a match.
+   */
+  sha256Check?: { how: "hashed" } | { how: "unchanged"; hashedAt: string };
 }
 
 export interface Inspection {
@@ -100,7 +105,15 @@ export async function inspectCopies(
     if (!checked.ok || !read) {
       return { node, file, intact: false, problem: checked.ok ? "no copy" : checked.reason };
     }
-    if ("status" in read) return { node, file, intact: true, status: read.status };
+    const how = "how" in checked ? checked.how : undefined;
+    const sha256Check = how === "unchanged"
+      ? { how: "unchanged" as const, hashedAt: manifest!.copies[node].hashed!.hashedAt }
+      : how === "hashed"
+      ? { how: "hashed" as const }
+      : undefined;
+    if ("status" in read) {
+      return { node, file, intact: true, status: read.status, ...(sha256Check && { sha256Check }) };
+    }
     const error = read.error;
     // Not intact when the reader refuses the file itself (cut short, damaged); etcdutl
     // failing on a file the reader checked whole makes it unusable, not damaged.

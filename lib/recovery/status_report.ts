@@ -100,6 +100,7 @@ export function statusJson(insp: Inspection, withheld?: Error) {
       intact: r.intact,
       verified: Boolean(insp.manifest.copies[r.node]),
       sha256: insp.manifest.copies[r.node]?.sha256 ?? null,
+      sha256Check: r.sha256Check ?? null,
       agrees: agreement(insp, r.node),
       notCompared: notComparedReason(insp, r.node) ?? null,
       problem: r.problem ?? null,
