@@ -16,6 +16,7 @@ import { main as rejoin } from "../tasks/07_rejoin.ts";
 import { main as verify } from "../tasks/08_verify.ts";
 import { type FakeWorld, fakeWorld, fx, type Recording } from "./replay.ts";
 import {
+  afterRecs,
   bootstrapRecs,
   brokenClusterRecs,
   disarmRecs,
@@ -44,7 +45,7 @@ const ARGS = (
   out: string,
 ) => [...NODES_FLAG, "--vip", VIP, "--out", out, "--yes", "--rolling-reboot"];
 const STEP_ARGS = (out: string) => [...NODES_FLAG, "--out", out, "--yes", "--rolling-reboot"];
-/** fullRecoveryRecs with the rolling reboot of rejoin. */
+/** fullRecoveryRecs with the rolling reboot of rejoin (then the after part). */
 const fullRecoveryRecs = (out: string) => [
   ...preflightRecs(),
   ...extractRecs(out),
@@ -56,13 +57,20 @@ const fullRecoveryRecs = (out: string) => [
   ...disarmRecs(),
   ...rollingRejoinRecs(),
   ...verifyRecs(),
+  ...afterRecs(out),
 ];
 const rejoinRecs = rollingRejoinRecs;
 const MUTATING = / reset | bootstrap | alarm disarm$| reboot /;
 
 /** Marks `r` as the call after which the operator presses Ctrl-C (it is answered first). */
 function thenCtrlC(r: Recording, world: () => FakeWorld): Recording {
-  return { ...r, effect: () => (r.effect?.(), world().interrupt()) };
+  return {
+    ...r,
+    effect(cmd) {
+      r.effect?.call(this, cmd);
+      world().interrupt();
+    },
+  };
 }
 
 /** Runs `task` on `recordings`; the recording at `at` is answered, then Ctrl-C: exit 130. */
@@ -130,6 +138,7 @@ Deno.test("recover: Ctrl-C right after the bootstrap was accepted, run again: et
     ...disarmRecs(),
     ...rejoinRecs(),
     ...verifyRecs(),
+    ...afterRecs(out),
   ], [
     T(SEED, "etcd", "alarm", "disarm"),
     T(N10, "reboot", "--wait=false"),
@@ -151,6 +160,7 @@ Deno.test("recover: Ctrl-C after the bootstrap was accepted, the restore still r
     ...disarmRecs(),
     ...rejoinRecs(),
     ...verifyRecs(),
+    ...afterRecs(out),
   ], [
     T(SEED, "etcd", "alarm", "disarm"),
     T(N10, "reboot", "--wait=false"),
@@ -316,6 +326,7 @@ Deno.test("recover: Ctrl-C right after the disarm was accepted, run again: the l
     rec.alarms(SEED, "etcd-alarm-list.empty.txt"),
     ...rejoinRecs(),
     ...verifyRecs(),
+    ...afterRecs(out),
   ], [T(N10, "reboot", "--wait=false"), T(N12, "reboot", "--wait=false")]);
   assert.match(w.stderr(), /where it stands: disarmed/);
   assert.match(w.stderr(), /no alarm listed: nothing to disarm/);
@@ -343,7 +354,7 @@ Deno.test("disarm run again after it succeeded: no disarm call; an alarm armed a
 const rebootOf10 = (out: string) =>
   beforeBootstrap(out).length + bootstrapRecs(out).length + disarmRecs().length + 2;
 /** What rejoin does for .12 once .10 is dealt with (the rolling reboot), then verify. */
-const rest = () => [...rejoinRecs().slice(2 + 5), ...verifyRecs()];
+const rest = (out: string) => [...rejoinRecs().slice(2 + 5), ...verifyRecs(), ...afterRecs(out)];
 /** The seed's `etcd members` listing `nodes` only (rows of the capture); `learner` as learner. */
 function membersOf(nodes: string[], learner?: string): Recording {
   const [header, ...rows] = fx("etcd-members.txt").trimEnd().split("\n");
@@ -366,7 +377,7 @@ Deno.test("recover: Ctrl-C while the first rebooted node rejoins, run again: the
       membersOf([SEED, N10]), // who votes already: .10 came back as a voter
       rec.service(N10, "service-etcd.running-ok.joined.txt"),
       membersOf([SEED, N10]),
-      ...rest(),
+      ...rest(out),
     ],
     [T(N12, "reboot", "--wait=false")],
     later,
@@ -382,11 +393,12 @@ Deno.test("recover: Ctrl-C while the first rebooted node rejoins, run again: the
       running(),
       rec.alarms(SEED, "etcd-alarm-list.empty.txt"),
       ...verifyRecs(),
+      ...afterRecs(out, { again: true }),
     ],
     [],
     later,
   );
-  assert.match(third.stderr(), /where it stands: verified/);
+  assert.match(third.stderr(), /where it stands: finished/);
 });
 
 Deno.test("recover: Ctrl-C right after a reboot was accepted, the node still a learner: waited for, not rebooted again", async () => {
@@ -405,7 +417,7 @@ Deno.test("recover: Ctrl-C right after a reboot was accepted, the node still a l
       rec.service(N10, "service-etcd.running-learner.txt"), // the wait
       rec.service(N10, "service-etcd.running-ok.joined.txt"),
       membersOf([SEED, N10]),
-      ...rest(),
+      ...rest(out),
     ],
     [T(N12, "reboot", "--wait=false")],
     later,
@@ -432,6 +444,7 @@ Deno.test("recover: a reboot accepted whose node never restarted since (the rebo
       rec.service(N10, "service-etcd.running-ok.txt"),
       ...rejoinRecs().slice(2),
       ...verifyRecs(),
+      ...afterRecs(out),
     ],
     [T(N10, "reboot", "--wait=false"), T(N12, "reboot", "--wait=false")],
     soon,
@@ -530,6 +543,7 @@ Deno.test("recover: Ctrl-C during the bootstrap call itself, run again: the seed
     ...disarmRecs(),
     ...rejoinRecs(),
     ...verifyRecs(),
+    ...afterRecs(dir),
   ], [
     T(SEED, "etcd", "alarm", "disarm"),
     T(N10, "reboot", "--wait=false"),
@@ -591,7 +605,8 @@ Deno.test("without a terminal, the plan of a re-run after an accepted bootstrap 
   assert.deepEqual(w.replay.calls, []);
   const plan = w.stdout();
   assert.match(plan, /# resuming: wipe done .*, bootstrap accepted .* \(never sent again\)/);
-  assert.doesNotMatch(plan, / bootstrap --recover-from| reset /);
+  // no line runs either (the after part's comment names how to restore from its backup)
+  assert.doesNotMatch(plan, /^[^#\n]*( bootstrap --recover-from| reset )/m);
   assert.match(plan, /etcd on 192\.168\.53\.11 to run the restored data/);
   assert.match(plan, /etcd alarm disarm/);
 });

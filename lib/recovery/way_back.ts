@@ -13,6 +13,7 @@ import { triageInput } from "./evidence.ts";
 import { inspectCopies, statusTable } from "./inspect.ts";
 import { taskCommand } from "./main.ts";
 import { alarmOnly, replaceProcedure } from "./replace.ts";
+import { afterRecover } from "./after.ts";
 import { decide, type Decision } from "./triage.ts";
 
 /**
@@ -70,14 +71,20 @@ const SMALLER: Record<string, string> = {
   "alarm-only": "disarm the alarm; nothing is reset",
 };
 
-/** Runs replace, defrag or the disarm, as their tasks do, after one confirmation naming it. */
+/**
+ * Runs replace, defrag or the disarm, as their tasks do, after one confirmation naming it;
+ * then, after replace or defrag (they changed etcd), the after part without the kubelet
+ * restarts (no write was lost): a verified backup and the stuck pods. Nothing after the disarm.
+ */
 export async function smallerWayBack(ctx: Ctx, d: Decision): Promise<void> {
   ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
   if (d.verdict === "replace") await replaceProcedure(ctx, d);
   else if (d.verdict === "nospace") await defragProcedure(ctx, d);
   else await alarmOnly(ctx, d);
-  // done: next is a verified backup (no write was lost, so the kubelets need no restart)
-  ctx.continueWith = d.verdict === "alarm-only"
-    ? undefined
-    : taskCommand("after", { ...ctx.opts, seed: undefined }, ["--no-kubelet-restart"]);
+  if (d.verdict === "alarm-only") {
+    ctx.continueWith = undefined;
+    return;
+  }
+  const how = d.verdict === "replace" ? "replacing the bad members" : "the defragmentation";
+  await afterRecover(ctx, `recovered by ${how}: ${ctx.clusterState}`, { inPlace: how });
 }

@@ -95,8 +95,8 @@ export const COMMON_FLAGS_HELP = `Flags:
   --full               recover: the full rebuild (every node wiped), even where a smaller
                        way back exists (replace, defrag, disarm)
   --json               machine-readable output where the step has data
-  --no-kubelet-restart after: leave the workers' kubelets alone
-  --restart-stuck      after: delete the stuck pods a controller recreates (one at a time)
+  --no-kubelet-restart after, recover: leave the workers' kubelets alone
+  --restart-stuck      after, recover: delete the stuck pods a controller recreates
   --help               this text
 Environment: TALOSCTL, ETCDUTL, KUBECTL (tool paths; default: found on PATH)
 Exit codes: 0 done or plan printed, 1 failed after the cluster may have changed,
