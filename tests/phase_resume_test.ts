@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { main as recover } from "../tasks/recover.ts";
 import { main as wipe } from "../tasks/03_wipe.ts";
@@ -16,11 +16,13 @@ import { main as rejoin } from "../tasks/07_rejoin.ts";
 import { main as verify } from "../tasks/08_verify.ts";
 import { type FakeWorld, fakeWorld, fx, type Recording } from "./replay.ts";
 import {
+  afterRec,
   afterRecs,
   bootstrapRecs,
   brokenClusterRecs,
   disarmRecs,
   extractRecs,
+  kubectlAbsent,
   makeCopies,
   NODES,
   NODES_FLAG,
@@ -34,6 +36,7 @@ import {
   tempOut,
   verifyRecs,
   VIP,
+  W2,
   waitRecs,
   wipeRecs,
 } from "./scenario.ts";
@@ -480,6 +483,45 @@ Deno.test("rejoin run on its own again after Ctrl-C while a node rejoined: that 
 });
 
 // ---- verified -------------------------------------------------------------------------------
+
+Deno.test("recover: Ctrl-C in the after part (the second worker's kubelet restarting), run again: resumes at after, no second backup, no kubelet restarted twice", async () => {
+  const out = tempOut();
+  const recs = fullRecoveryRecs(out);
+  const afterAt = recs.length - afterRecs(out).length;
+  const w2Polled = afterAt + 8; // service, snapshot, kubectl, members, W1 ×3, W2's restart, its poll
+  assert.equal(recs[w2Polled].cmd, T(W2, "service", "kubelet"));
+  await interrupted(recover, ARGS(out), recs, w2Polled);
+  const snapshots = () => readdirSync(out).filter((f) => f.startsWith("snapshot-"));
+  assert.equal(snapshots().length, 1);
+
+  // without a terminal and --yes, the plan of the re-run: the after part only
+  const plan = fakeWorld([]);
+  assert.equal(await recover([...NODES_FLAG, "--vip", VIP, "--out", out], plan.deps), 0);
+  assert.deepEqual(plan.replay.calls, []);
+  assert.match(plan.stdout(), /# resuming: .*verify done .*; the after part not finished/);
+  assert.doesNotMatch(plan.stdout(), /etcd alarm|reboot|get addresses/);
+  assert.match(plan.stdout(), /# After the restore 1\/3/);
+
+  const again = await rerun(recover, ARGS(out), [
+    running(), // the resume's look
+    kubectlAbsent("get nodes -o wide"),
+    afterRec.members(),
+    afterRec.kubelet(W2, "service-kubelet.running-ok.txt"), // waited for, not restarted
+    kubectlAbsent("get pods -A -o json"),
+  ], []);
+  assert.match(again.stderr(), /where it stands: verified/);
+  assert.match(again.stderr(), /==> After the restore: a verified backup, the workers' kubelets/);
+  assert.deepEqual(again.replay.callsMatching(/ etcd snapshot | kubelet restart$/), []);
+  assert.match(again.stderr(), /kept: .*snapshot-\d{8}T\d{6}Z\.db/);
+  assert.match(again.stderr(), /restarted earlier in this OUT: 192\.168\.53\.20/);
+  assert.match(again.stderr(), /192\.168\.53\.21: its restart was accepted earlier: waiting/);
+  assert.equal(snapshots().length, 1);
+  assert.equal(JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")).backups.length, 1);
+  assert.match(
+    readFileSync(join(out, "report.md"), "utf8"),
+    /kubelets restarted: 192\.168\.53\.20, 192\.168\.53\.21/,
+  );
+});
 
 Deno.test("verify run again after a finished recovery changes nothing and passes", async () => {
   const out = tempOut();

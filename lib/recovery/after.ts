@@ -771,8 +771,10 @@ export function afterPlan(ctx: Ctx, seed?: string, options: AfterOptions = {}): 
       shellLine(talosArgv(ctx, node, ["bootstrap"]))
     } --recover-from="$snap"`,
   ];
-  if (options.skipKubelets) lines.push(`# 2/3: ${options.skipKubelets}`);
-  else if (!ctx.opts.noKubeletRestart) {
+  const skip = options.skipKubelets ??
+    (ctx.opts.noKubeletRestart ? "--no-kubelet-restart: the kubelets are left alone" : undefined);
+  if (skip) lines.push(`# 2/3: ${skip}`);
+  else {
     lines.push(
       "# 2/3: restart the kubelet of each worker, one at a time (never a control-plane node);",
       `# without kubectl, ${talosPlan(node, afterSub.members())} lists them (MACHINE TYPE worker)`,
