@@ -116,7 +116,7 @@ export async function recover(ctx: Ctx): Promise<void> {
     "Which way back? (every node and the copies)",
     () => triage(ctx, looks),
   );
-  if (way.procedure !== "rebuild") return await smallerWayBack(ctx, way.decision);
+  if (way.procedure !== "rebuild") return await smallerWayBack(ctx, way.decision, way.procedure);
   const seed = await step(
     ctx,
     "safety",

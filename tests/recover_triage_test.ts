@@ -10,10 +10,13 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fakeWorld, type Recording } from "./replay.ts";
 import {
+  afterRec,
   afterRecs,
   extractRecs,
+  healthyClusterRecs,
   NODES,
   NODES_FLAG,
+  preflightRecs,
   rec,
   statusRecs,
   T,
@@ -120,6 +123,43 @@ Deno.test("recover after replace ends with the after part: a verified backup and
   assert.match(report, /kubelets restarted: none \(replacing the bad members lost no write/);
   assert.match(report, /Stuck pods: 3 /);
   assert.doesNotMatch(w.stderr(), /next: /, "nothing left to run");
+});
+
+Deno.test("recover after replace whose after part fails: exit 1, etcd said recovered; run again on the healthy cluster, only the after part runs", async () => {
+  const out = tempOut();
+  const w = fakeWorld([
+    ...replaceRecs(out),
+    rec.service(N10, "service-etcd.running-ok.txt"),
+    { ...afterRec.snapshot(out, N10), effect: undefined, stderr: "error: injected\n", code: 1 },
+  ]);
+  const code = await recover([...NODES_FLAG, "--vip", VIP, "--out", out, "--yes"], w.deps);
+  assert.equal(code, 1, w.stderr());
+  w.replay.assertDone();
+  assert.match(
+    w.stderr(),
+    /error: etcd is recovered \(recovered by replacing the bad members: 192\.168\.53\.12 replaced; every member votes\); only the after part did not finish: talosctl etcd snapshot/,
+  );
+  assert.match(w.stderr(), /to continue: deno task after .* --yes --no-kubelet-restart\n/);
+  assert.doesNotMatch(w.stderr(), /--seed/, "no seed: any healthy member will do");
+
+  const again = fakeWorld([
+    ...preflightRecs(),
+    ...statusRecs(out),
+    ...healthyClusterRecs(),
+    ...afterRecs(out, { node: N10, kubelets: false }),
+  ]);
+  const code2 = await recover([...NODES_FLAG, "--vip", VIP, "--out", out, "--yes"], again.deps);
+  assert.equal(code2, 0, again.stderr());
+  again.replay.assertDone(); // no remove-member, no reset: only the after part
+  assert.deepEqual(again.replay.callsMatching(MUTATING), []);
+  assert.match(again.stderr(), /records replacing the bad members, its after part not finished/);
+  assert.equal(JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")).backups.length, 1);
+  // and once done, a third run on the healthy cluster is refused as before: nothing to recover
+  const third = fakeWorld([...preflightRecs(), ...statusRecs(out), ...healthyClusterRecs()]);
+  const code3 = await recover([...NODES_FLAG, "--vip", VIP, "--out", out, "--yes"], third.deps);
+  assert.equal(code3, 2, third.stderr());
+  third.replay.assertDone();
+  assert.match(third.stderr(), /Refusing to wipe a healthy cluster/);
 });
 
 Deno.test("recover --seed on a cluster with a smaller fix is refused (exit 2), naming it and --full", async () => {
