@@ -502,13 +502,23 @@ Deno.test("recover: Ctrl-C in the after part (the second worker's kubelet restar
   assert.doesNotMatch(plan.stdout(), /etcd alarm|reboot|get addresses/);
   assert.match(plan.stdout(), /# After the restore 1\/3/);
 
-  const again = await rerun(recover, ARGS(out), [
+  // on a terminal, without --yes: one question, naming the after part
+  const again = fakeWorld([
     running(), // the resume's look
     kubectlAbsent("get nodes -o wide"),
     afterRec.members(),
     afterRec.kubelet(W2, "service-kubelet.running-ok.txt"), // waited for, not restarted
     kubectlAbsent("get pods -A -o json"),
-  ], []);
+  ], { answers: ["y"], env: { NO_COLOR: "1" } });
+  const noYes = ARGS(out).filter((a) => a !== "--yes");
+  assert.equal(await recover(noYes, again.deps), 0, again.stderr());
+  again.replay.assertDone();
+  assert.deepEqual(again.replay.callsMatching(MUTATING), []);
+  const asked = again.stderr().match(/About to .*\[y\/N\]/g) ?? [];
+  assert.deepEqual(asked, [
+    "About to continue the recovery with the after part (seed 192.168.53.11): take a verified " +
+    "backup, restart the kubelet of each worker, one at a time, list the stuck pods. Continue? [y/N]",
+  ]);
   assert.match(again.stderr(), /where it stands: verified/);
   assert.match(again.stderr(), /==> After the restore: a verified backup, the workers' kubelets/);
   assert.deepEqual(again.replay.callsMatching(/ etcd snapshot | kubelet restart$/), []);

@@ -226,7 +226,7 @@ export function rejoinStep(p: Progress, node: string, looks: Looks): NodeStep {
 export function describeJournal(progress: Progress): string {
   const standing = whereItStands(progress, { now: 0 }, [], true);
   if (standing.next === "finish wipe") return unfinishedWipe(progress);
-  const steps = describeProgress(progress, ["wipe", "bootstrap", "disarm"]);
+  const steps = describeProgress(progress, ["wipe", "bootstrap", "disarm", "verify", "after"]);
   const restoring = !progress.done.has("bootstrap");
   const accepted = restoring && progress.bootstrapAccepted
     ? `bootstrap accepted ${progress.bootstrapAccepted}`

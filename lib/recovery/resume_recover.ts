@@ -121,14 +121,14 @@ export async function resume(ctx: Ctx, progress: Progress, steps: RecoverSteps):
     ? "bootstrap"
     : next === "await restore"
     ? "the restore"
-    : next === "after"
-    ? "the after part"
     : "disarm";
   // the after part needs no copy: it takes a backup of the running etcd
   const file = next === "after" ? "" : await verifiedSeedCopy(ctx, seed);
   await confirm(
     ctx,
-    `continue the recovery from ${from} (seed ${seed}), then ${afterPrompt(ctx, true)}`,
+    next === "after"
+      ? `continue the recovery with the after part (seed ${seed}): ${afterPrompt(ctx, true)}`
+      : `continue the recovery from ${from} (seed ${seed}), then ${afterPrompt(ctx, true)}`,
     steps.plan,
   );
   ctx.opts.yes = true; // the one prompt covers the after part too
