@@ -24,6 +24,9 @@
  * Raw:      talosctl -e 192.168.53.11 -n 192.168.53.11 etcd snapshot OUT/snapshot-….db
  *           talosctl -e 192.168.53.20 -n 192.168.53.20 service kubelet restart
  *           kubectl -n NS delete pod NAME
+ * When:     `deno task recover` runs all of this at its end (lib/recovery/after.ts,
+ *           afterRecover); this task runs it again on its own, e.g. when recover names it
+ *           after the after part failed, or after steps run one by one.
  * Usage:    deno task after --nodes A,B,C [--seed S] [--out DIR] [--yes] [--dry-run]
  *             [--no-kubelet-restart] [--restart-stuck] [--json] [--timeout 10m]
  */
@@ -31,7 +34,7 @@
 import type { Deps } from "../lib/run/deps.ts";
 import { mainEntry, runTask, type TaskDef } from "../lib/recovery/main.ts";
 import { printPlan } from "../lib/recovery/confirm.ts";
-import { after, afterPlan } from "../lib/recovery/after.ts";
+import { after, afterPlan, afterSummary } from "../lib/recovery/after.ts";
 
 export { after };
 
@@ -43,11 +46,7 @@ export const task: TaskDef = {
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, afterPlan(ctx));
     const r = await after(ctx);
-    ctx.clusterState = `restored; backup ${r.backup.path}; kubelets restarted: ${
-      r.kubelets.restarted.length + r.kubelets.already.length
-    } of ${r.workers.workers.length} workers; stuck pods: ${
-      r.pods.stuck ? r.pods.stuck.length : "not checked"
-    }`;
+    ctx.clusterState = `restored; ${afterSummary(r)}`;
     ctx.continueWith = undefined;
   },
 };

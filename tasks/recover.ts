@@ -11,10 +11,16 @@
  *   6 disarm    clear the CORRUPT alarm that came back inside the db
  *   7 rejoin    wait until the others vote again; reboot only a node that will not rejoin
  *   8 verify    members, alarms, the VIP, the Kubernetes API
+ *   - after     a verified backup of the restored etcd; the workers' kubelets restarted, one
+ *               at a time (--no-kubelet-restart skips); the stuck pods listed (--restart-stuck
+ *               restarts those a controller recreates). The one question covers it. After a
+ *               smaller way back that changed etcd (replace, nospace): backup and pods only.
+ *               If it fails, etcd is still recovered: exit as after's, naming deno task after
  *
  * Changes:  everything the steps change. Without --yes and without a terminal it prints the
  *           plan and changes nothing. --dry-run prints the plan as a bash script.
  * Usage:    deno task recover --nodes A,B,C [--seed N] [--vip V] [--out DIR] [--yes]
+ *             [--no-kubelet-restart] [--restart-stuck]
  */
 
 import { type Ctx, step } from "../lib/run/context.ts";
@@ -25,8 +31,11 @@ import { planSeed, verifiedSeedCopy } from "../lib/recovery/inspect.ts";
 import { preflight } from "../lib/talos/preflight.ts";
 import { readProgress } from "../lib/recovery/resume.ts";
 import { describeJournal, whereItStands } from "../lib/recovery/phase.ts";
+import { AfterPartError, afterPlan, afterRecover } from "../lib/recovery/after.ts";
+import { SEED_VAR } from "../lib/run/command.ts";
 import { checkBeforeWipe } from "../lib/recovery/wipe.ts";
 import {
+  afterPrompt,
   extractUnlessDone,
   type RecoverSteps,
   resume,
@@ -46,8 +55,11 @@ import { verify, verifyPlan } from "./08_verify.ts";
 
 export const task: TaskDef = {
   name: "recover",
-  summary: "run the whole runbook: extract, status, wipe, wait, bootstrap, disarm, rejoin, verify",
-  usage: "  deno task recover --nodes A,B,C [--seed N] [--vip V] [--out DIR] [--yes] [--dry-run]",
+  summary:
+    "run the whole runbook: extract, status, wipe, wait, bootstrap, disarm, rejoin, verify, after",
+  usage:
+    "  deno task recover --nodes A,B,C [--seed N] [--vip V] [--out DIR] [--yes] [--dry-run]\n" +
+    "    [--no-kubelet-restart] [--restart-stuck]",
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, recoverPlan(ctx));
     if (!ctx.deps.isTerminal) await confirm(ctx, "recover", () => recoverPlan(ctx)); // plan unless --yes
@@ -55,8 +67,11 @@ export const task: TaskDef = {
       await recover(ctx);
     } catch (error) {
       // a re-run of recover resumes from the journal: that is the command to continue with,
-      // unless the step named a compound command (a failed restore needs a new wipe first)
-      if (ctx.continueWith && !ctx.continueWith.includes("&&")) {
+      // unless the step named a compound command (a failed restore needs a new wipe first),
+      // or etcd is recovered and only the after part is left (deno task after does it)
+      if (
+        ctx.continueWith && !ctx.continueWith.includes("&&") && !(error instanceof AfterPartError)
+      ) {
         ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
       }
       throw error;
@@ -101,7 +116,7 @@ export async function recover(ctx: Ctx): Promise<void> {
     "Which way back? (every node and the copies)",
     () => triage(ctx, looks),
   );
-  if (way.procedure !== "rebuild") return await smallerWayBack(ctx, way.decision);
+  if (way.procedure !== "rebuild") return await smallerWayBack(ctx, way.decision, way.procedure);
   const seed = await step(
     ctx,
     "safety",
@@ -112,10 +127,12 @@ export async function recover(ctx: Ctx): Promise<void> {
   const file = await verifiedSeedCopy(ctx, seed);
   await confirm(
     ctx,
-    `WIPE etcd on ${nodes.join(", ")} and restore it from ${seed} (${file})`,
+    `WIPE etcd on ${nodes.join(", ")} and restore it from ${seed} (${file}), then ${
+      afterPrompt(ctx, true)
+    }`,
     () => recoverPlan(ctx),
   );
-  ctx.opts.yes = true; // asked once for the whole run
+  ctx.opts.yes = true; // asked once for the whole run, the after part included
   await step(ctx, "wipe", `Wiping ${nodes.length} nodes at once`, () => wipe(ctx));
   await fromBootstrap(ctx, seed, file);
 }
@@ -143,17 +160,25 @@ async function fromDisarm(ctx: Ctx, seed: string): Promise<void> {
   await rejoin(ctx, seed);
   ctx.continueWith = taskCommand("verify", ctx.opts);
   await step(ctx, "verify", "Verifying the control plane", () => verify(ctx, seed));
-  // done: next is a verified backup, and the workers' kubelets and stuck pods (deno task after)
-  ctx.continueWith = taskCommand("after", ctx.opts, ["--seed", seed]);
-  ctx.clusterState = `recovered: etcd restored from ${seed}, every node a voter, no alarm`;
+  ctx.clusterState = recovered(seed);
   ctx.log.ok(`recovered: etcd restored from ${seed} and running on ${ctx.opts.nodes.join(", ")}`);
+  await afterTheRestore(ctx, seed);
 }
+
+/** The after part: a verified backup, the workers' kubelets, the stuck pods. */
+async function afterTheRestore(ctx: Ctx, seed: string): Promise<void> {
+  await afterRecover(ctx, recovered(seed), { seed });
+}
+
+const recovered = (seed: string) =>
+  `recovered: etcd restored from ${seed}, every node a voter, no alarm`;
 
 /** The steps a resume continues with. */
 function rest(ctx: Ctx): RecoverSteps {
   return {
     fromBootstrap: (seed, file) => fromBootstrap(ctx, seed, file),
     fromDisarm: (seed) => fromDisarm(ctx, seed),
+    after: (seed) => afterTheRestore(ctx, seed),
     plan: () => recoverPlan(ctx),
   };
 }
@@ -164,12 +189,15 @@ export function recoverPlan(ctx: Ctx): string[] {
   const progress = ctx.opts.force ? undefined : readProgress(ctx.opts.out);
   const seedKnown = { ...ctx, opts: { ...ctx.opts, seed: ctx.opts.seed ?? progress?.seed } };
   const noSeedLine = (lines: string[]) => lines.filter((l) => !l.startsWith("SEED="));
+  const after = afterPlan(seedKnown, seedKnown.opts.seed ?? SEED_VAR);
   const fromDisarm = [
     ...noSeedLine(disarmPlan(seedKnown)),
     "",
     ...noSeedLine(rejoinPlan(seedKnown)),
     "",
     ...verifyPlan(seedKnown),
+    "",
+    ...after,
   ];
   const fromWait = [
     ...noSeedLine(waitPlan(seedKnown)),
@@ -181,14 +209,16 @@ export function recoverPlan(ctx: Ctx): string[] {
   const header = [
     `# etcd recovery plan for ${ctx.opts.nodes.join(", ")} (talos-etcd-recovery): the full rebuild`,
     "# recover diagnoses first (deno task diagnose): where a smaller way back exists it takes that",
-    "# instead (replace a bad member, defrag, disarm); --full forces this rebuild",
+    "# instead (replace a bad member, defrag, disarm); --full forces this rebuild. Either way it",
+    "# ends with the after part (below; after replace or defrag without the kubelet restarts)",
   ].join("\n");
   const resumed = resumedPlan(progress, header, {
     restore: () => restorePlan(seedKnown),
     fromDisarm: () => fromDisarm,
     fromWait: () => fromWait,
     wipe: () => wipePlan(ctx),
-  });
+    after: () => after,
+  }, ctx.opts.nodes);
   if (resumed) return resumed;
   return [
     header,

@@ -20,15 +20,29 @@ import {
   parseTalosMembers,
 } from "../lib/talos/parse.ts";
 import { fakeWorld, type Recording } from "./replay.ts";
-import { makeCopies, NODES_FLAG, rec, recordSeed, SEED, T, tempOut } from "./scenario.ts";
+import {
+  afterFx,
+  afterRec,
+  kubectl,
+  kubectlAbsent,
+  kubectlDown,
+  kubeletCycle,
+  makeCopies,
+  NODES_FLAG,
+  podsRecs,
+  rec,
+  recordSeed,
+  SEED,
+  T,
+  tempOut,
+  W1,
+  W2,
+} from "./scenario.ts";
 
-const W1 = "192.168.53.20";
-const W2 = "192.168.53.21";
 const CLOCK = Date.parse("2026-11-24T10:30:00Z");
 const SNAP = snapshotName(CLOCK);
 
-const af = (name: string) =>
-  readFileSync(new URL(`../fixtures/after/${name}`, import.meta.url), "utf8");
+const af = afterFx;
 const dbFixture = (name: string) =>
   readFileSync(new URL(`../fixtures/db/${name}`, import.meta.url));
 
@@ -76,56 +90,8 @@ function snapshotRec(out: string, bytes = realSnapshot(), revision = 41): Record
   };
 }
 
-const kubectl = (args: string, answer: Partial<Recording>): Recording => ({
-  cmd: `kubectl ${args}`,
-  ...answer,
-});
-const kubectlAbsent = (args: string) =>
-  kubectl(args, { stderr: "bash: line 1: kubectl: command not found\n", code: 127 });
-const kubectlDown = (args: string) =>
-  kubectl(args, {
-    stderr: "The connection to the server 192.168.53.2:6443 was refused - did you specify " +
-      "the right host or port?\n",
-    code: 1,
-  });
-
-const restartRec = (w: string): Recording => ({
-  cmd: T(w, "service", "kubelet", "restart"),
-  stdout: af("service-kubelet-restart.txt").replace("192.168.53.10", w),
-});
-const kubeletRec = (w: string, file: string): Recording => ({
-  cmd: T(w, "service", "kubelet"),
-  stdout: af(file).replace(W1, w),
-});
-
-/** Restart `w`, see it starting, then running; kubectl sees it NotReady, then Ready. */
-function kubeletCycle(w: string, withKubectl: boolean): Recording[] {
-  return [
-    restartRec(w),
-    kubeletRec(w, "service-kubelet.starting.txt"),
-    kubeletRec(w, "service-kubelet.running-ok.txt"),
-    ...(withKubectl
-      ? [
-        kubectl("get nodes", {
-          stdout: w === W1
-            ? af("kubectl-get-nodes.worker-1-notready.txt")
-            : af("kubectl-get-nodes.workers.txt"),
-        }),
-        ...(w === W1
-          ? [
-            kubeletRec(w, "service-kubelet.running-ok.txt"),
-            kubectl("get nodes", { stdout: af("kubectl-get-nodes.workers.txt") }),
-          ]
-          : []),
-      ]
-      : []),
-  ];
-}
-
-const podsRecs = (): Recording[] => [
-  kubectl("get pods -A -o json", { stdout: af("pods.json") }),
-  kubectl("get events -A -o json", { stdout: af("events.json") }),
-];
+const restartRec = afterRec.restart;
+const kubeletRec = afterRec.kubelet;
 
 const seedUp = () => rec.service(SEED, "service-etcd.running-ok.txt");
 

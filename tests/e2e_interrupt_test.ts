@@ -1,12 +1,14 @@
 /**
  * End to end: `recover` as a real process against the lab, interrupted (SIGINT by PID) right
- * after the bootstrap was accepted and again right after the first reboot was accepted, then
- * run again each time: the recovery finishes, and the journal shows every reset, the
- * bootstrap, the disarm and the one reboot (of the node whose join gave up) accepted once.
+ * after the bootstrap was accepted, again right after the first reboot was accepted, and again
+ * in the after part right after the first worker's kubelet restart was accepted, then run again
+ * each time: the recovery finishes, and the journal shows every reset, the bootstrap, the
+ * disarm, the one reboot (of the node whose join gave up) and each kubelet restart accepted
+ * once; OUT holds one backup.
  */
 
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { breakCluster, fault, labEnv, load, prove } from "../lib/sim/lab.ts";
@@ -49,7 +51,11 @@ function accepted(out: string): string[] {
   if (!existsSync(path)) return [];
   return readFileSync(path, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l))
     .filter((e) => e.type === "call" && e.mutating && e.exitCode === 0)
-    .map((e) => `${e.node} ${e.command.match(/ (reset|bootstrap|alarm disarm|reboot)( |$)/)?.[1]}`);
+    .map((e) =>
+      `${e.node} ${
+        e.command.match(/ (reset|bootstrap|alarm disarm|reboot|kubelet restart)( |$)/)?.[1]
+      }`
+    );
 }
 
 /** Runs recover; once `when(accepted)` holds, sends SIGINT. Returns exit code and stderr. */
@@ -73,7 +79,7 @@ async function runUntil(dir: string, out: string, when?: (calls: string[]) => bo
   return { code: o.code, sent, stderr: new TextDecoder().decode(o.stderr) };
 }
 
-Deno.test("e2e: recover interrupted after the bootstrap was accepted and after the first reboot, run again each time, repeats nothing", async () => {
+Deno.test("e2e: recover interrupted after the bootstrap was accepted, after the first reboot and in the after part, run again each time, repeats nothing", async () => {
   await withLab({ backend: "model", speed: 200 }, async (dir) => {
     await load(dir, 500);
     await breakCluster(dir);
@@ -88,14 +94,22 @@ Deno.test("e2e: recover interrupted after the bootstrap was accepted and after t
     assert.match(rebooted.stderr, /where it stands: (restored|bootstrap accepted)/);
     assert.doesNotMatch(rebooted.stderr, /not yet bootstrapped/);
     await sleep(3_000); // the rebooted node comes back meanwhile
-    const last = await runUntil(dir, out);
-    assert.equal(last.code, 0, last.stderr);
+    const inAfter = await runUntil(dir, out, (c) => c.some((x) => x.endsWith(" kubelet restart")));
+    assert.equal(inAfter.code, 130, inAfter.stderr);
     // back as a voter since the reboot the second run sent: not rebooted again
     assert.match(
-      last.stderr,
+      inAfter.stderr,
       /127\.0\.53\.12: (already a voter|its reboot was accepted .*not rebooted again)/,
     );
-    assert.match(last.stderr, /recovered:/);
+    assert.match(inAfter.stderr, /recovered:/);
+    assert.match(inAfter.stderr, /error: etcd is recovered \(.*\); only the after part did not/);
+    assert.match(inAfter.stderr, /to continue: deno task after .*--yes/);
+    const last = await runUntil(dir, out);
+    assert.equal(last.code, 0, last.stderr);
+    assert.match(last.stderr, /where it stands: verified/);
+    assert.match(last.stderr, /kept: .*snapshot-/);
+    const snapshots = readdirSync(out).filter((f) => /^snapshot-.*\.db$/.test(f));
+    assert.equal(snapshots.length, 1, readdirSync(out).join(" "));
 
     const calls = accepted(out);
     const nodes = state(dir).nodes.map((n) => n.label);
@@ -114,6 +128,12 @@ Deno.test("e2e: recover interrupted after the bootstrap was accepted and after t
       ["127.0.53.12 reboot"],
       "the node whose join gave up rebooted once; the others rejoined by themselves",
     );
+    assert.deepEqual(
+      calls.filter((c) => c.endsWith(" kubelet restart")),
+      ["127.0.53.20 kubelet restart", "127.0.53.21 kubelet restart"],
+      "each worker's kubelet restarted once, in turn",
+    );
+    assert.deepEqual(state(dir).workers!.map((w) => w.restarts.length), [1, 1]);
     const be = await backendOf(state(dir));
     const st = await be.snapshotStatus(join(out, `db.${seed}`, "db"));
     assert.ok(!("error" in st), JSON.stringify(st));

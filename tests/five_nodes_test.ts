@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { main as recover } from "../tasks/recover.ts";
 import { fakeWorld, fx, type Recording } from "./replay.ts";
 import {
+  afterRecs,
   bootstrapRecs,
   brokenClusterRecs,
   disarmRecs,
@@ -78,6 +79,7 @@ for (const count of [5, 7]) {
       ...nodes.map((n) => rec.addresses(n, n === "192.168.53.13")),
       rec.kubectlAbsent(),
       rec.kubectlAbsent(),
+      ...afterRecs(out),
     ], { dbs: extra });
     const code = await recover(
       ["--nodes", nodes.join(","), "--vip", VIP, "--out", out, "--yes", "--rolling-reboot"],

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { main as recover } from "../tasks/recover.ts";
 import { main as wipe } from "../tasks/03_wipe.ts";
@@ -16,10 +16,13 @@ import { main as rejoin } from "../tasks/07_rejoin.ts";
 import { main as verify } from "../tasks/08_verify.ts";
 import { type FakeWorld, fakeWorld, fx, type Recording } from "./replay.ts";
 import {
+  afterRec,
+  afterRecs,
   bootstrapRecs,
   brokenClusterRecs,
   disarmRecs,
   extractRecs,
+  kubectlAbsent,
   makeCopies,
   NODES,
   NODES_FLAG,
@@ -33,6 +36,7 @@ import {
   tempOut,
   verifyRecs,
   VIP,
+  W2,
   waitRecs,
   wipeRecs,
 } from "./scenario.ts";
@@ -44,7 +48,7 @@ const ARGS = (
   out: string,
 ) => [...NODES_FLAG, "--vip", VIP, "--out", out, "--yes", "--rolling-reboot"];
 const STEP_ARGS = (out: string) => [...NODES_FLAG, "--out", out, "--yes", "--rolling-reboot"];
-/** fullRecoveryRecs with the rolling reboot of rejoin. */
+/** fullRecoveryRecs with the rolling reboot of rejoin (then the after part). */
 const fullRecoveryRecs = (out: string) => [
   ...preflightRecs(),
   ...extractRecs(out),
@@ -56,13 +60,20 @@ const fullRecoveryRecs = (out: string) => [
   ...disarmRecs(),
   ...rollingRejoinRecs(),
   ...verifyRecs(),
+  ...afterRecs(out),
 ];
 const rejoinRecs = rollingRejoinRecs;
 const MUTATING = / reset | bootstrap | alarm disarm$| reboot /;
 
 /** Marks `r` as the call after which the operator presses Ctrl-C (it is answered first). */
 function thenCtrlC(r: Recording, world: () => FakeWorld): Recording {
-  return { ...r, effect: () => (r.effect?.(), world().interrupt()) };
+  return {
+    ...r,
+    effect(cmd) {
+      r.effect?.call(this, cmd);
+      world().interrupt();
+    },
+  };
 }
 
 /** Runs `task` on `recordings`; the recording at `at` is answered, then Ctrl-C: exit 130. */
@@ -130,6 +141,7 @@ Deno.test("recover: Ctrl-C right after the bootstrap was accepted, run again: et
     ...disarmRecs(),
     ...rejoinRecs(),
     ...verifyRecs(),
+    ...afterRecs(out),
   ], [
     T(SEED, "etcd", "alarm", "disarm"),
     T(N10, "reboot", "--wait=false"),
@@ -151,6 +163,7 @@ Deno.test("recover: Ctrl-C after the bootstrap was accepted, the restore still r
     ...disarmRecs(),
     ...rejoinRecs(),
     ...verifyRecs(),
+    ...afterRecs(out),
   ], [
     T(SEED, "etcd", "alarm", "disarm"),
     T(N10, "reboot", "--wait=false"),
@@ -316,6 +329,7 @@ Deno.test("recover: Ctrl-C right after the disarm was accepted, run again: the l
     rec.alarms(SEED, "etcd-alarm-list.empty.txt"),
     ...rejoinRecs(),
     ...verifyRecs(),
+    ...afterRecs(out),
   ], [T(N10, "reboot", "--wait=false"), T(N12, "reboot", "--wait=false")]);
   assert.match(w.stderr(), /where it stands: disarmed/);
   assert.match(w.stderr(), /no alarm listed: nothing to disarm/);
@@ -343,7 +357,7 @@ Deno.test("disarm run again after it succeeded: no disarm call; an alarm armed a
 const rebootOf10 = (out: string) =>
   beforeBootstrap(out).length + bootstrapRecs(out).length + disarmRecs().length + 2;
 /** What rejoin does for .12 once .10 is dealt with (the rolling reboot), then verify. */
-const rest = () => [...rejoinRecs().slice(2 + 5), ...verifyRecs()];
+const rest = (out: string) => [...rejoinRecs().slice(2 + 5), ...verifyRecs(), ...afterRecs(out)];
 /** The seed's `etcd members` listing `nodes` only (rows of the capture); `learner` as learner. */
 function membersOf(nodes: string[], learner?: string): Recording {
   const [header, ...rows] = fx("etcd-members.txt").trimEnd().split("\n");
@@ -366,7 +380,7 @@ Deno.test("recover: Ctrl-C while the first rebooted node rejoins, run again: the
       membersOf([SEED, N10]), // who votes already: .10 came back as a voter
       rec.service(N10, "service-etcd.running-ok.joined.txt"),
       membersOf([SEED, N10]),
-      ...rest(),
+      ...rest(out),
     ],
     [T(N12, "reboot", "--wait=false")],
     later,
@@ -382,11 +396,12 @@ Deno.test("recover: Ctrl-C while the first rebooted node rejoins, run again: the
       running(),
       rec.alarms(SEED, "etcd-alarm-list.empty.txt"),
       ...verifyRecs(),
+      ...afterRecs(out, { again: true }),
     ],
     [],
     later,
   );
-  assert.match(third.stderr(), /where it stands: verified/);
+  assert.match(third.stderr(), /where it stands: finished/);
 });
 
 Deno.test("recover: Ctrl-C right after a reboot was accepted, the node still a learner: waited for, not rebooted again", async () => {
@@ -405,7 +420,7 @@ Deno.test("recover: Ctrl-C right after a reboot was accepted, the node still a l
       rec.service(N10, "service-etcd.running-learner.txt"), // the wait
       rec.service(N10, "service-etcd.running-ok.joined.txt"),
       membersOf([SEED, N10]),
-      ...rest(),
+      ...rest(out),
     ],
     [T(N12, "reboot", "--wait=false")],
     later,
@@ -432,6 +447,7 @@ Deno.test("recover: a reboot accepted whose node never restarted since (the rebo
       rec.service(N10, "service-etcd.running-ok.txt"),
       ...rejoinRecs().slice(2),
       ...verifyRecs(),
+      ...afterRecs(out),
     ],
     [T(N10, "reboot", "--wait=false"), T(N12, "reboot", "--wait=false")],
     soon,
@@ -467,6 +483,55 @@ Deno.test("rejoin run on its own again after Ctrl-C while a node rejoined: that 
 });
 
 // ---- verified -------------------------------------------------------------------------------
+
+Deno.test("recover: Ctrl-C in the after part (the second worker's kubelet restarting), run again: resumes at after, no second backup, no kubelet restarted twice", async () => {
+  const out = tempOut();
+  const recs = fullRecoveryRecs(out);
+  const afterAt = recs.length - afterRecs(out).length;
+  const w2Polled = afterAt + 8; // service, snapshot, kubectl, members, W1 ×3, W2's restart, its poll
+  assert.equal(recs[w2Polled].cmd, T(W2, "service", "kubelet"));
+  await interrupted(recover, ARGS(out), recs, w2Polled);
+  const snapshots = () => readdirSync(out).filter((f) => f.startsWith("snapshot-"));
+  assert.equal(snapshots().length, 1);
+
+  // without a terminal and --yes, the plan of the re-run: the after part only
+  const plan = fakeWorld([]);
+  assert.equal(await recover([...NODES_FLAG, "--vip", VIP, "--out", out], plan.deps), 0);
+  assert.deepEqual(plan.replay.calls, []);
+  assert.match(plan.stdout(), /# resuming: .*verify done .*; the after part not finished/);
+  assert.doesNotMatch(plan.stdout(), /etcd alarm|reboot|get addresses/);
+  assert.match(plan.stdout(), /# After the restore 1\/3/);
+
+  // on a terminal, without --yes: one question, naming the after part
+  const again = fakeWorld([
+    running(), // the resume's look
+    kubectlAbsent("get nodes -o wide"),
+    afterRec.members(),
+    afterRec.kubelet(W2, "service-kubelet.running-ok.txt"), // waited for, not restarted
+    kubectlAbsent("get pods -A -o json"),
+  ], { answers: ["y"], env: { NO_COLOR: "1" } });
+  const noYes = ARGS(out).filter((a) => a !== "--yes");
+  assert.equal(await recover(noYes, again.deps), 0, again.stderr());
+  again.replay.assertDone();
+  assert.deepEqual(again.replay.callsMatching(MUTATING), []);
+  const asked = again.stderr().match(/About to .*\[y\/N\]/g) ?? [];
+  assert.deepEqual(asked, [
+    "About to continue the recovery with the after part (seed 192.168.53.11): take a verified " +
+    "backup, restart the kubelet of each worker, one at a time, list the stuck pods. Continue? [y/N]",
+  ]);
+  assert.match(again.stderr(), /where it stands: verified/);
+  assert.match(again.stderr(), /==> After the restore: a verified backup, the workers' kubelets/);
+  assert.deepEqual(again.replay.callsMatching(/ etcd snapshot | kubelet restart$/), []);
+  assert.match(again.stderr(), /kept: .*snapshot-\d{8}T\d{6}Z\.db/);
+  assert.match(again.stderr(), /restarted earlier in this OUT: 192\.168\.53\.20/);
+  assert.match(again.stderr(), /192\.168\.53\.21: its restart was accepted earlier: waiting/);
+  assert.equal(snapshots().length, 1);
+  assert.equal(JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")).backups.length, 1);
+  assert.match(
+    readFileSync(join(out, "report.md"), "utf8"),
+    /kubelets restarted: 192\.168\.53\.20, 192\.168\.53\.21/,
+  );
+});
 
 Deno.test("verify run again after a finished recovery changes nothing and passes", async () => {
   const out = tempOut();
@@ -530,6 +595,7 @@ Deno.test("recover: Ctrl-C during the bootstrap call itself, run again: the seed
     ...disarmRecs(),
     ...rejoinRecs(),
     ...verifyRecs(),
+    ...afterRecs(dir),
   ], [
     T(SEED, "etcd", "alarm", "disarm"),
     T(N10, "reboot", "--wait=false"),
@@ -591,7 +657,8 @@ Deno.test("without a terminal, the plan of a re-run after an accepted bootstrap 
   assert.deepEqual(w.replay.calls, []);
   const plan = w.stdout();
   assert.match(plan, /# resuming: wipe done .*, bootstrap accepted .* \(never sent again\)/);
-  assert.doesNotMatch(plan, / bootstrap --recover-from| reset /);
+  // no line runs either (the after part's comment names how to restore from its backup)
+  assert.doesNotMatch(plan, /^[^#\n]*( bootstrap --recover-from| reset )/m);
   assert.match(plan, /etcd on 192\.168\.53\.11 to run the restored data/);
   assert.match(plan, /etcd alarm disarm/);
 });

@@ -101,8 +101,24 @@ Deno.test("whereItStands(): restored, disarmed, rejoined, verified; a restore wh
   assert.equal(stands(p).phase, "rejoined");
   p.done.set("verify", at(8));
   const v = stands(p);
-  assert.deepEqual([v.phase, v.next], ["verified", "disarm"]);
-  assert.deepEqual(PHASES.indexOf(v.phase), PHASES.length - 1);
+  assert.deepEqual([v.phase, v.next], ["verified", "after"], "the after part is next");
+  assert.match(v.journal, /verified \(.*\), the after part not finished/);
+  p.done.set("after:snapshot", at(9));
+  assert.equal(stands(p).next, "after", "a backup alone is not the whole after part");
+  p.done.set("after", at(10));
+  const f = stands(p);
+  assert.deepEqual([f.phase, f.next], ["finished", "disarm"], "a finished one is checked again");
+  assert.deepEqual(PHASES.indexOf(f.phase), PHASES.length - 1);
+});
+
+Deno.test("whereItStands(): the after part is next only once every node is recorded rejoined and verify passed", () => {
+  const p = progress({ done: done(["wipe", 2], ["bootstrap", 4], ["disarm", 5], ["verify", 8]) });
+  p.done.set(`rejoin:${N10}`, at(6)); // .12 not recorded as rejoined
+  assert.deepEqual([stands(p).phase, stands(p).next], ["disarmed", "disarm"]);
+  p.done.set(`rejoin:${N12}`, at(7));
+  p.done.set("after", at(9));
+  p.done.delete("verify"); // an after part without a verify recorded: rejoined, checked again
+  assert.deepEqual([stands(p).phase, stands(p).next], ["rejoined", "disarm"]);
 });
 
 Deno.test("rejoinStep(): recorded rejoined, or never rebooted", () => {

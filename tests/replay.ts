@@ -23,8 +23,13 @@ export interface Recording {
   code?: number;
   /** Never exits by itself: only the call's deadline (abort signal) ends it. */
   hang?: boolean;
-  /** Runs when the command is answered (e.g. `cp` creating its file). */
-  effect?: () => void;
+  /**
+   * Answers a command line matching this instead of exactly `cmd` (then a description):
+   * for a name only the run knows, like a backup named by its UTC time.
+   */
+  like?: RegExp;
+  /** Runs when the command is answered (e.g. `cp` creating its file); gets the command line. */
+  effect?: (cmd: string) => void;
   /** May be left unused without failing the test. */
   optional?: boolean;
 }
@@ -77,7 +82,7 @@ export class Replay {
 
   #spawn(cmd: string, opts: { signal?: AbortSignal }) {
     this.calls.push(cmd);
-    const index = this.#pending.findIndex((r) => r.cmd === cmd);
+    const index = this.#pending.findIndex((r) => r.like ? r.like.test(cmd) : r.cmd === cmd);
     const rec: Recording = index >= 0
       ? this.#pending.splice(index, 1)[0]
       : { cmd, stderr: `replay: unexpected command: ${cmd}\n`, code: 99 };
@@ -101,7 +106,7 @@ export class Replay {
         else opts.signal?.addEventListener("abort", onAbort, { once: true });
         return;
       }
-      rec.effect?.();
+      rec.effect?.(cmd);
       if (rec.stdout) stdout.write(rec.stdout);
       if (rec.stderr) stderr.write(rec.stderr);
       setTimeout(() => finish(rec.code ?? 0, null), 0);
@@ -113,6 +118,19 @@ export class Replay {
 /** What the fake reader says of one node's copy (fields of `DbStatus`, plus its history hash). */
 export type FakeDb = Partial<DbStatus> & { historyHash?: number };
 
+/**
+ * What a backup of the restored etcd reads as: a little past the highest copy of the
+ * fixtures (1843517), the alarm disarmed.
+ */
+export const RESTORED_SNAPSHOT: FakeDb = {
+  revision: 1843530,
+  totalKey: 8132,
+  totalKeyLive: 8123,
+  totalSize: 48238592,
+  version: "3.6.0",
+  alarms: [],
+};
+
 /** A copy whose text starts with this reads as cut short (a torn `talosctl cp`). */
 export const TORN = "torn:";
 
@@ -123,8 +141,13 @@ export const TORN = "torn:";
  * history unless `historyHash` says otherwise.
  */
 export function fakeDbReader(dbs: Record<string, FakeDb> = {}): DbReader {
-  // OUT/db.N/db, or OUT/db.N.partial/db while extract reads a new copy back.
-  const nodeOf = (path: string) => path.match(/db\.([^/]+?)(?:\.partial)?\/db$/)?.[1] ?? "";
+  // OUT/db.N/db, or OUT/db.N.partial/db while extract reads a new copy back; a backup
+  // (OUT/snapshot-….db) reads as `dbs.snapshot`, by default {@linkcode RESTORED_SNAPSHOT}.
+  const nodeOf = (path: string) =>
+    /\/snapshot-[^/]*\.db$/.test(path)
+      ? "snapshot"
+      : path.match(/db\.([^/]+?)(?:\.partial)?\/db$/)?.[1] ?? "";
+  dbs = { snapshot: RESTORED_SNAPSHOT, ...dbs };
   const read = (path: string): FakeDb & DbStatus => {
     const node = nodeOf(path);
     if (existsSync(path) && readFileSync(path, "latin1").startsWith(TORN)) {

@@ -7,6 +7,7 @@ import { main as wipe } from "../tasks/03_wipe.ts";
 import { type FakeWorld, fakeWorld } from "./replay.ts";
 import type { Recording } from "./replay.ts";
 import {
+  afterRecs,
   afterWipeRecs,
   brokenClusterRecs,
   extractRecs,
@@ -68,7 +69,7 @@ Deno.test("re-running recover after the wipe resumes at bootstrap and never wipe
   assert.deepEqual(second.replay.callsMatching(/ reset | cp /), []);
 });
 
-Deno.test("re-running a finished recover reboots nothing and only verifies", async () => {
+Deno.test("re-running a finished recover reboots nothing, verifies, and takes no second backup", async () => {
   const out = tempOut();
   const w = fakeWorld(fullRecoveryRecs(out));
   assert.equal(await recover(ARGS(out), w.deps), 0, w.stderr());
@@ -77,11 +78,13 @@ Deno.test("re-running a finished recover reboots nothing and only verifies", asy
     rec.service(SEED, "service-etcd.running-ok.txt"),
     rec.alarms(SEED, "etcd-alarm-list.empty.txt"),
     ...verifyRecs(),
+    ...afterRecs(out, { again: true }), // the backup kept, no kubelet restarted twice
   ]);
   const code = await recover(ARGS(out), again.deps);
   assert.equal(code, 0, again.stderr());
   again.replay.assertDone();
   assert.match(again.stderr(), /rejoined in an earlier run/);
+  assert.match(again.stderr(), /where it stands: finished/);
   assert.deepEqual(again.replay.callsMatching(/ reset | reboot | bootstrap | disarm/), []);
 });
 

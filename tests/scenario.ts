@@ -9,6 +9,7 @@ import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
+import { Buffer } from "node:buffer";
 import { fx, type Recording } from "./replay.ts";
 
 export const NODES = ["192.168.53.10", "192.168.53.11", "192.168.53.12"];
@@ -254,22 +255,157 @@ export const verifyRecs = (seed = SEED, nodes = NODES, vipHolder = SEED) => [
   rec.kubectlAbsent(),
   rec.kubectlAbsent(),
 ];
-/** Steps 4-8 of a recovery once every node is wiped: wait, bootstrap, disarm, rejoin, verify. */
-export const afterWipeRecs = (out: string) => [
+// ---- the after part (fixtures/after/) ----------------------------------------------------
+
+/** The two workers of fixtures/after/ (get members, kubectl get nodes). */
+export const W1 = "192.168.53.20";
+export const W2 = "192.168.53.21";
+
+/** A captured output of the after part, from fixtures/after/. */
+export function afterFx(name: string): string {
+  return readFileSync(new URL(`../fixtures/after/${name}`, import.meta.url), "utf8");
+}
+
+/** Bytes of a backup as `etcd snapshot` writes them: a db, then the sha256 of it. */
+export function snapshotBytes(db: Uint8Array = new Uint8Array(8192)): Uint8Array {
+  return Buffer.concat([db, createHash("sha256").update(db).digest()]);
+}
+
+/** `kubectl ARGS` answering `answer`. */
+export const kubectl = (args: string, answer: Partial<Recording>): Recording => ({
+  cmd: `kubectl ${args}`,
+  ...answer,
+});
+export const kubectlAbsent = (args: string) =>
+  kubectl(args, { stderr: "bash: line 1: kubectl: command not found\n", code: 127 });
+export const kubectlDown = (args: string) =>
+  kubectl(args, {
+    stderr: "The connection to the server 192.168.53.2:6443 was refused - did you specify " +
+      "the right host or port?\n",
+    code: 1,
+  });
+
+export const afterRec = {
+  /**
+   * `etcd snapshot OUT/snapshot-<UTC time>.db` on `node` (the name is the run's clock): writes
+   * `bytes` where asked and says so as talosctl does. The fake reader reads it as
+   * `RESTORED_SNAPSHOT` (tests/replay.ts).
+   */
+  snapshot(out: string, node = SEED, bytes = snapshotBytes()): Recording {
+    const re = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    return {
+      cmd: T(node, "etcd", "snapshot", join(out, "snapshot-<UTC time>.db")),
+      like: new RegExp(
+        `^${re(T(node, "etcd", "snapshot", out))}/snapshot-\\d{8}T\\d{6}Z\\.db$`,
+      ),
+      effect(cmd) {
+        const path = cmd.split(" ").at(-1)!;
+        writeFileSync(path, bytes, { mode: 0o600 });
+        this.stdout = `etcd snapshot saved to "${path}" (${bytes.length} bytes)\n` +
+          "snapshot info: hash 5f8c3a1b, revision 1843530, total keys 8123, total size 48238592\n";
+      },
+    };
+  },
+  restart: (w: string): Recording => ({
+    cmd: T(w, "service", "kubelet", "restart"),
+    stdout: afterFx("service-kubelet-restart.txt").replace("192.168.53.10", w),
+  }),
+  kubelet: (w: string, file: string): Recording => ({
+    cmd: T(w, "service", "kubelet"),
+    stdout: afterFx(file).replace(W1, w),
+  }),
+  members: (node = SEED): Recording => ({
+    cmd: T(node, "get", "members"),
+    stdout: afterFx("get-members.txt"),
+  }),
+};
+
+/**
+ * Restart `w`, see it starting, then running; with kubectl, the node NotReady once (W1), then
+ * Ready.
+ */
+export function kubeletCycle(w: string, withKubectl: boolean): Recording[] {
+  return [
+    afterRec.restart(w),
+    afterRec.kubelet(w, "service-kubelet.starting.txt"),
+    afterRec.kubelet(w, "service-kubelet.running-ok.txt"),
+    ...(withKubectl
+      ? [
+        kubectl("get nodes", {
+          stdout: w === W1
+            ? afterFx("kubectl-get-nodes.worker-1-notready.txt")
+            : afterFx("kubectl-get-nodes.workers.txt"),
+        }),
+        ...(w === W1
+          ? [
+            afterRec.kubelet(w, "service-kubelet.running-ok.txt"),
+            kubectl("get nodes", { stdout: afterFx("kubectl-get-nodes.workers.txt") }),
+          ]
+          : []),
+      ]
+      : []),
+  ];
+}
+
+/** The pods (three stuck: db-0, api-…, the bare debug-shell) and their events. */
+export const podsRecs = (): Recording[] => [
+  kubectl("get pods -A -o json", { stdout: afterFx("pods.json") }),
+  kubectl("get events -A -o json", { stdout: afterFx("events.json") }),
+];
+
+/**
+ * The after part at the end of recover: the backup from `node` (its etcd looked at first),
+ * the workers (kubectl's nodes; without kubectl, `get members` on `node`), each kubelet
+ * restarted and back before the next (none with `kubelets: false`), the stuck pods (not
+ * checked without kubectl). `again`: a re-run of a finished one (the backup kept, every
+ * kubelet restarted already).
+ */
+export function afterRecs(
+  out: string,
+  options: { kubectl?: boolean; kubelets?: boolean; node?: string; again?: boolean } = {},
+): Recording[] {
+  const { kubectl: k = false, kubelets = true, node = SEED, again = false } = options;
+  return [
+    ...(again
+      ? []
+      : [rec.service(node, "service-etcd.running-ok.txt"), afterRec.snapshot(out, node)]),
+    k
+      ? kubectl("get nodes -o wide", { stdout: afterFx("kubectl-get-nodes-wide.workers.txt") })
+      : kubectlAbsent("get nodes -o wide"),
+    ...(k ? [] : [afterRec.members(node)]),
+    ...(kubelets && !again ? [W1, W2].flatMap((w) => kubeletCycle(w, k)) : []),
+    ...(k ? podsRecs() : [kubectlAbsent("get pods -A -o json")]),
+  ];
+}
+
+/** verify's checks with kubectl answering (the API is back: the nodes table, workers too). */
+export const verifyKubectlRecs = () => {
+  const nodes = kubectl("get nodes -o wide", {
+    stdout: afterFx("kubectl-get-nodes-wide.workers.txt"),
+  });
+  return [...verifyRecs().slice(0, -2), nodes, { ...nodes }];
+};
+
+/**
+ * Steps 4-8 of a recovery once every node is wiped: wait, bootstrap, disarm, rejoin, verify;
+ * then the after part (`kubectl`: the API answers verify and after).
+ */
+export const afterWipeRecs = (out: string, options: { kubectl?: boolean } = {}) => [
   ...waitRecs(),
   ...bootstrapRecs(out),
   ...disarmRecs(),
   ...rejoinRecs(),
-  ...verifyRecs(),
+  ...(options.kubectl ? verifyKubectlRecs() : verifyRecs()),
+  ...afterRecs(out, options),
 ];
-/** A whole recovery of the example cluster, from pre-flight to verify. */
-export const fullRecoveryRecs = (out: string) => [
+/** A whole recovery of the example cluster, from pre-flight to verify and the after part. */
+export const fullRecoveryRecs = (out: string, options: { kubectl?: boolean } = {}) => [
   ...preflightRecs(),
   ...extractRecs(out),
   ...statusRecs(out),
   ...brokenClusterRecs(),
   ...wipeRecs(),
-  ...afterWipeRecs(out),
+  ...afterWipeRecs(out, options),
 ];
 /** A recovery interrupted (Ctrl-C) while bootstrap answers "not available yet". */
 export const interruptedAtBootstrap = (out: string, interrupt: () => void) => {

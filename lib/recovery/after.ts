@@ -19,7 +19,13 @@ import { createHash } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type Ctx, step } from "../run/context.ts";
-import { DeadlineError, RefusedError, StepError } from "../run/errors.ts";
+import {
+  CommandError,
+  DeadlineError,
+  RecoveryError,
+  RefusedError,
+  StepError,
+} from "../run/errors.ts";
 import { describe, lookAtEtcd, SERVICE_POLL_MS } from "../talos/cluster.ts";
 import { Journal } from "../run/journal.ts";
 import { type BackupRecord, readManifest, writeManifest } from "./manifest.ts";
@@ -45,6 +51,8 @@ import { taskCommand } from "./main.ts";
 import { confirm } from "./confirm.ts";
 import { kubeletOkPlan, talosPlan, waitForPlan } from "../talos/plan.ts";
 
+/** The step around the whole after part: done once backup, kubelets and pods are. */
+export const AFTER_STEP = "after";
 export const SNAPSHOT_STEP = "after:snapshot";
 export const kubeletStep = (worker: string) => `after:kubelet:${worker}`;
 export const podStep = (ns: string, name: string) => `after:pod:${ns}/${name}`;
@@ -354,16 +362,23 @@ export interface KubeletOutcome {
   skipped?: string;
 }
 
-/** Restarts each worker's kubelet, one at a time, after the confirmation (or --yes). */
-export async function restartKubelets(ctx: Ctx, view: WorkerView): Promise<KubeletOutcome> {
+/**
+ * Restarts each worker's kubelet, one at a time, after the confirmation (or --yes); `skip`
+ * names why none is restarted (recover after a procedure that lost no write).
+ */
+export async function restartKubelets(
+  ctx: Ctx,
+  view: WorkerView,
+  skip?: string,
+): Promise<KubeletOutcome> {
   const progress = afterProgress(ctx.opts.out);
   const already = view.workers.filter((w) => progress.done.has(kubeletStep(w.address)))
     .map((w) => w.address);
   const todo = view.workers.filter((w) => !already.includes(w.address));
   const outcome: KubeletOutcome = { restarted: [], already };
-  if (ctx.opts.noKubeletRestart) {
-    ctx.log.info("--no-kubelet-restart: the workers' kubelets are left alone");
-    return { ...outcome, skipped: "--no-kubelet-restart" };
+  if (skip ?? ctx.opts.noKubeletRestart) {
+    ctx.log.info(`${skip ?? "--no-kubelet-restart"}: the workers' kubelets are left alone`);
+    return { ...outcome, skipped: skip ?? "--no-kubelet-restart" };
   }
   if (view.workers.length === 0) return { ...outcome, skipped: "no workers" };
   if (already.length > 0) ctx.log.info(`restarted earlier in this OUT: ${already.join(", ")}`);
@@ -373,7 +388,7 @@ export async function restartKubelets(ctx: Ctx, view: WorkerView): Promise<Kubel
     `restart the kubelet on ${todo.map((w) => w.address).join(", ")} (workers, one at a time)`,
     () => kubeletPlan(ctx, todo, view.kubectl === "ok"),
   );
-  ctx.continueWith = taskCommand("after", ctx.opts, ["--yes"]);
+  ctx.continueWith = afterCommand(ctx, ctx.opts.seed, true);
   for (const w of todo) {
     await restartOne(ctx, w, view.kubectl === "ok", progress.restarted.has(w.address));
     outcome.restarted.push(w.address);
@@ -614,11 +629,26 @@ export interface AfterResult {
   pods: PodOutcome;
 }
 
+export interface AfterOptions {
+  /** Why no kubelet is restarted (a procedure that lost no write); default: the flags decide. */
+  skipKubelets?: string;
+}
+
 /**
- * After the restore: the verified backup, the workers' kubelets, the stuck pods. `seed` is
- * the member restored (recover passes it); without it, the journal's seed or a healthy one.
+ * After the restore: the verified backup, the workers' kubelets, the stuck pods, as one step
+ * (`after`) around the three. `seed` is the member restored (recover passes it); without it,
+ * the journal's seed or a healthy one.
  */
-export async function after(ctx: Ctx, seed?: string): Promise<AfterResult> {
+export function after(ctx: Ctx, seed?: string, options: AfterOptions = {}): Promise<AfterResult> {
+  return step(
+    ctx,
+    AFTER_STEP,
+    "After the restore: a verified backup, the workers' kubelets, the stuck workloads",
+    () => afterParts(ctx, seed, options),
+  );
+}
+
+async function afterParts(ctx: Ctx, seed: string | undefined, options: AfterOptions) {
   const backup = await takeBackup(ctx, seed);
   ctx.clusterState = `restored; a verified backup is at ${backup.path}`;
   ctx.log.step(
@@ -632,7 +662,7 @@ export async function after(ctx: Ctx, seed?: string): Promise<AfterResult> {
         workers.workers.map((w) => `${w.address} (${w.name})`).join(", ")
       }`,
   );
-  const kubelets = await restartKubelets(ctx, workers);
+  const kubelets = await restartKubelets(ctx, workers, options.skipKubelets);
   ctx.journal.record({
     type: "fact",
     key: "after:kubelets",
@@ -657,8 +687,77 @@ export async function after(ctx: Ctx, seed?: string): Promise<AfterResult> {
   return result;
 }
 
-/** The whole of `after` as bash, for --dry-run (the workers and pods are found when it runs). */
-export function afterPlan(ctx: Ctx, seed?: string): string[] {
+/** What the after part left, in words (the cluster state a run ends with). */
+export function afterSummary(r: AfterResult): string {
+  return `backup ${r.backup.path}; kubelets restarted: ${
+    r.kubelets.restarted.length + r.kubelets.already.length
+  } of ${r.workers.workers.length} workers${
+    r.kubelets.skipped ? ` (${r.kubelets.skipped})` : ""
+  }; stuck pods: ${r.pods.stuck ? r.pods.stuck.length : "not checked"}`;
+}
+
+/**
+ * `deno task after …` that runs the after part again on its own: `--yes` (the procedure was
+ * agreed to), the seed restored (if any), and the flags of this run.
+ */
+export function afterCommand(ctx: Ctx, seed: string | undefined, kubelets: boolean): string {
+  const extra = ["--yes"];
+  if (!kubelets || ctx.opts.noKubeletRestart) extra.push("--no-kubelet-restart");
+  if (ctx.opts.restartStuck) extra.push("--restart-stuck");
+  return taskCommand("after", { ...ctx.opts, seed }, extra);
+}
+
+/** The after part failed, or was stopped, once etcd itself was recovered: the same exit code. */
+export class AfterPartError extends CommandError {
+  constructor(recovered: string, cause: RecoveryError) {
+    super(
+      `etcd is recovered (${recovered}); only the after part did not finish: ${cause.message}`,
+      cause instanceof CommandError ? cause.command : "",
+      cause instanceof CommandError ? cause.code : null,
+      cause instanceof CommandError ? cause.stderr : "",
+      { hint: cause.hint },
+    );
+    this.exitCode = cause.exitCode;
+  }
+}
+
+/**
+ * The end of `recover`: the after part, once etcd is recovered (`recovered` says how, in
+ * words). After the full rebuild (`seed` restored) the kubelets are restarted as the flags
+ * say; after a procedure that lost no write (replace, defrag) they are left alone. A failure
+ * here leaves etcd recovered: the error says so, and `ctx.continueWith` is the command that
+ * runs the after part again on its own.
+ */
+export async function afterRecover(
+  ctx: Ctx,
+  recovered: string,
+  how: { seed: string } | { inPlace: string },
+): Promise<AfterResult> {
+  const seed = "seed" in how ? how.seed : undefined;
+  const again = afterCommand(ctx, seed, seed !== undefined);
+  ctx.continueWith = again;
+  try {
+    const r = await after(ctx, seed, {
+      skipKubelets: "inPlace" in how
+        ? `${how.inPlace} lost no write: no kubelet restart needed`
+        : undefined,
+    });
+    ctx.clusterState = `${recovered}; ${afterSummary(r)}`;
+    ctx.continueWith = undefined;
+    return r;
+  } catch (error) {
+    ctx.clusterState = `${recovered}; the after part did not finish`;
+    ctx.continueWith = again;
+    if (!(error instanceof RecoveryError) || error.exitCode === 0) throw error;
+    throw new AfterPartError(recovered, error);
+  }
+}
+
+/**
+ * The whole of `after` as bash, for --dry-run and recover's plan (the workers and pods are
+ * found when it runs). `seed` may be `$SEED` (recover's plan, before the status step chose it).
+ */
+export function afterPlan(ctx: Ctx, seed?: string, options: AfterOptions = {}): string[] {
   const node = seed ?? ctx.opts.seed ?? readProgress(ctx.opts.out).seed ?? ctx.opts.nodes[0];
   const seconds = Math.round(ctx.opts.timeoutMs / 1000);
   const cp = ctx.opts.nodes.join("|").replaceAll(".", "\\.");
@@ -672,11 +771,17 @@ export function afterPlan(ctx: Ctx, seed?: string): string[] {
       shellLine(talosArgv(ctx, node, ["bootstrap"]))
     } --recover-from="$snap"`,
   ];
-  if (!ctx.opts.noKubeletRestart) {
+  const skip = options.skipKubelets ??
+    (ctx.opts.noKubeletRestart ? "--no-kubelet-restart: the kubelets are left alone" : undefined);
+  if (skip) lines.push(`# 2/3: ${skip}`);
+  else {
     lines.push(
       "# 2/3: restart the kubelet of each worker, one at a time (never a control-plane node);",
       `# without kubectl, ${talosPlan(node, afterSub.members())} lists them (MACHINE TYPE worker)`,
-      `for w in $(kubectl get nodes -o wide --no-headers | awk '$3 !~ /control-plane|master/ {print $6}' | grep -Ev '^(${cp})$'); do`,
+      "workers=$(kubectl get nodes -o wide --no-headers \\",
+      "  | awk '$3 !~ /control-plane|master/ {print $6}' \\",
+      `  | grep -Ev '^(${cp})$' || true)`,
+      "for w in $workers; do",
       `  talos "$w" ${shellLine(afterSub.kubeletRestart())}`,
       `  wait_for "the kubelet on $w" ${seconds} kubelet_ok "$w"`,
       "done",
@@ -684,7 +789,8 @@ export function afterPlan(ctx: Ctx, seed?: string): string[] {
   }
   lines.push(
     "# 3/3: pods stuck since the freeze (not Running with every container ready, nor Completed)",
-    'kubectl get pods -A -o wide | awk \'NR == 1 || $4 != "Completed" && !($4 == "Running" && split($3, r, "/") && r[1] == r[2])\'',
+    'kubectl get pods -A -o wide | awk \'NR == 1 || $4 != "Completed" &&',
+    '  !($4 == "Running" && split($3, r, "/") && r[1] == r[2])\'',
     ctx.opts.restartStuck
       ? "# then each stuck pod a controller owns: kubectl -n NS delete pod NAME (bare pods: never)"
       : "# restart one a controller owns with: kubectl -n NS delete pod NAME (bare pods: never)",

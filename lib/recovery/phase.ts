@@ -44,15 +44,25 @@ export const PHASES = [
   "disarmed",
   "rejoined",
   "verified",
+  "finished",
 ] as const;
 export type Phase = typeof PHASES[number];
 
 /**
  * Where a re-run goes on: `start` (pre-flight, extract, safety, wipe), `finish wipe`,
  * `bootstrap` (wait, bootstrap), `await restore` (the accepted bootstrap's restore, never a
- * second bootstrap), `disarm` (then rejoin, verify), or `refuse` (see `contradiction`).
+ * second bootstrap), `disarm` (then rejoin, verify, the after part), `after` (verify passed, the
+ * after part did not finish: the backup, the kubelets, the stuck pods, never done twice), or
+ * `refuse` (see `contradiction`). A finished recovery is checked again from `disarm` on.
  */
-export type Next = "start" | "finish wipe" | "bootstrap" | "await restore" | "disarm" | "refuse";
+export type Next =
+  | "start"
+  | "finish wipe"
+  | "bootstrap"
+  | "await restore"
+  | "disarm"
+  | "after"
+  | "refuse";
 
 /** What a look at the cluster found (each part undefined when not looked at). */
 export interface Looks {
@@ -158,10 +168,19 @@ export function whereItStands(
     ? "restored"
     : !allRejoined
     ? "disarmed"
-    : at("verify") && others.every((n) => p.done.has(`rejoin:${n}`))
-    ? "verified"
-    : "rejoined";
-  return { ...base, phase, next: "disarm", journal };
+    : !at("verify") || !others.every((n) => p.done.has(`rejoin:${n}`))
+    ? "rejoined"
+    : at("after")
+    ? "finished"
+    : "verified";
+  // verified, the after part not finished: it goes on there (its own steps say what is done)
+  const next = phase === "verified" ? "after" : "disarm";
+  const said = phase === "verified"
+    ? `${journal}, verified (${at("verify")}), the after part not finished`
+    : phase === "finished"
+    ? `${journal}, verified (${at("verify")}), the after part finished (${at("after")})`
+    : journal;
+  return { ...base, phase, next, journal: said };
 }
 
 /**
@@ -207,7 +226,7 @@ export function rejoinStep(p: Progress, node: string, looks: Looks): NodeStep {
 export function describeJournal(progress: Progress): string {
   const standing = whereItStands(progress, { now: 0 }, [], true);
   if (standing.next === "finish wipe") return unfinishedWipe(progress);
-  const steps = describeProgress(progress, ["wipe", "bootstrap", "disarm"]);
+  const steps = describeProgress(progress, ["wipe", "bootstrap", "disarm", "verify", "after"]);
   const restoring = !progress.done.has("bootstrap");
   const accepted = restoring && progress.bootstrapAccepted
     ? `bootstrap accepted ${progress.bootstrapAccepted}`
@@ -373,7 +392,7 @@ export async function pastTheWait(ctx: Ctx, seed: string): Promise<boolean> {
       `nothing to wait for: ${journal} records that ${standing.journal}; ${standing.live}`,
     );
     ctx.continueWith = taskCommand(
-      standing.next === "disarm" ? "disarm" : "bootstrap",
+      standing.next === "after" ? "after" : standing.next === "disarm" ? "disarm" : "bootstrap",
       ctx.opts,
       ["--yes"],
     );
@@ -407,9 +426,9 @@ export async function bootstrappedEarlier(
   const standing = whereItStands(progress, looks, ctx.opts.nodes, true);
   // a bootstrap whose answer was cut off, and whose effect the seed does not show: send it
   if (["start", "bootstrap", "finish wipe"].includes(standing.next)) return false;
-  if (standing.next === "disarm") {
+  if (standing.next === "disarm" || standing.next === "after") {
     ctx.log.ok(`already done: ${journal} records the bootstrap of ${seed} (${at}); etcd Running`);
-    ctx.continueWith = taskCommand("disarm", ctx.opts, ["--yes"]);
+    ctx.continueWith = taskCommand(standing.next, ctx.opts, ["--yes"]);
     return true;
   }
   if (standing.next === "await restore") {

@@ -33,8 +33,8 @@ export interface Progress {
   rebootSent: Map<string, string>;
 }
 
-/** Steps whose success an accepted reset of the seed undoes. */
-const AFTER_WIPE = /^(wipe|wait|bootstrap|disarm|verify|rejoin:.*)$/;
+/** Steps whose success an accepted reset of the seed undoes (the after part's too). */
+const AFTER_WIPE = /^(wipe|wait|bootstrap|disarm|verify|rejoin:.*|after(:.*)?)$/;
 
 /** Nodes recorded as rejoined since the last wipe began. */
 export function rejoinedNodes(p: Progress): Set<string> {

@@ -17,12 +17,30 @@ import { describeJournal, lookAtSeed, whereItStands } from "./phase.ts";
 import { checkBeforeFinishing, finishWipe } from "./wipe.ts";
 import { awaitRestore, restartRestore } from "./bootstrap.ts";
 
+/**
+ * What the after part does, for the one prompt of recover that covers it: `kubelets` false
+ * after a procedure that lost no write.
+ */
+export function afterPrompt(ctx: Ctx, kubelets: boolean): string {
+  return [
+    "take a verified backup",
+    kubelets && !ctx.opts.noKubeletRestart
+      ? "restart the kubelet of each worker, one at a time"
+      : "",
+    ctx.opts.restartStuck
+      ? "delete the stuck pods a controller recreates, one at a time"
+      : "list the stuck pods",
+  ].filter(Boolean).join(", ");
+}
+
 /** The parts of the procedure a resume continues with (tasks/recover.ts). */
 export interface RecoverSteps {
   /** Steps 4-8 (wait, bootstrap, disarm, rejoin, verify). */
   fromBootstrap(seed: string, file: string): Promise<void>;
-  /** Steps 6-8 (disarm, rejoin, verify). */
+  /** Steps 6-8 (disarm, rejoin, verify), then the after part. */
   fromDisarm(seed: string): Promise<void>;
+  /** The after part alone (verify passed in an earlier run). */
+  after(seed: string): Promise<void>;
   /** The whole plan, for the prompt. */
   plan(): string[];
 }
@@ -95,16 +113,26 @@ export async function resume(ctx: Ctx, progress: Progress, steps: RecoverSteps):
     ? `every node was wiped earlier; resuming with the bootstrap of ${seed}`
     : next === "await restore"
     ? `the bootstrap of ${seed} was accepted earlier; resuming with its restore, then disarm, rejoin, verify`
+    : next === "after"
+    ? `recovered earlier: etcd restored from ${seed} and verified; resuming with the after part`
     : `etcd runs on ${seed}, restored earlier; resuming with disarm, rejoin, verify`;
   ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
-  const file = await verifiedSeedCopy(ctx, seed);
   const from = next === "bootstrap"
     ? "bootstrap"
     : next === "await restore"
     ? "the restore"
     : "disarm";
-  await confirm(ctx, `continue the recovery from ${from} (seed ${seed})`, steps.plan);
-  ctx.opts.yes = true;
+  // the after part needs no copy: it takes a backup of the running etcd
+  const file = next === "after" ? "" : await verifiedSeedCopy(ctx, seed);
+  await confirm(
+    ctx,
+    next === "after"
+      ? `continue the recovery with the after part (seed ${seed}): ${afterPrompt(ctx, true)}`
+      : `continue the recovery from ${from} (seed ${seed}), then ${afterPrompt(ctx, true)}`,
+    steps.plan,
+  );
+  ctx.opts.yes = true; // the one prompt covers the after part too
+  if (next === "after") return await steps.after(seed);
   if (next === "bootstrap") return await steps.fromBootstrap(seed, file);
   if (next === "await restore") {
     await step(
@@ -132,7 +160,8 @@ export async function resumeWipe(ctx: Ctx, progress: Progress, steps: RecoverSte
   ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
   await confirm(
     ctx,
-    `finish the wipe of ${ctx.opts.nodes.join(", ")} and restore etcd from ${seed} (${file})`,
+    `finish the wipe of ${ctx.opts.nodes.join(", ")} and restore etcd from ${seed} (${file}), ` +
+      `then ${afterPrompt(ctx, true)}`,
     steps.plan,
   );
   ctx.opts.yes = true;
@@ -157,8 +186,19 @@ export function resumedPlan(
     fromDisarm: () => string[];
     fromWait: () => string[];
     wipe: () => string[];
+    after: () => string[];
   },
+  nodes: readonly string[] = [],
 ): string[] | undefined {
+  if (progress?.seed && whereItStands(progress, { now: 0 }, nodes, true).next === "after") {
+    return [
+      header,
+      `# resuming: ${
+        describeProgress(progress, ["wipe", "bootstrap", "disarm", "verify"])
+      }; the after part not finished (its steps done are not repeated)`,
+      ...parts.after(),
+    ];
+  }
   if (progress?.seed && progress.bootstrapAccepted && !progress.done.has("bootstrap")) {
     return [
       header,

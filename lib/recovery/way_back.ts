@@ -13,6 +13,8 @@ import { triageInput } from "./evidence.ts";
 import { inspectCopies, statusTable } from "./inspect.ts";
 import { taskCommand } from "./main.ts";
 import { alarmOnly, replaceProcedure } from "./replace.ts";
+import { AFTER_STEP, afterRecover } from "./after.ts";
+import { Journal } from "../run/journal.ts";
 import { decide, type Decision } from "./triage.ts";
 
 /**
@@ -30,10 +32,38 @@ export async function triage(ctx: Ctx, looks: NodeLooks) {
   return { decision, looked: { insp, view }, procedure: procedureFor(ctx, decision) };
 }
 
+/** A way back, or `after`: the after part of a replace or defrag this OUT did earlier. */
+export type Procedure = Decision["verdict"] | "after";
+
+/**
+ * What a replace or defrag that this OUT's journal records as done left unfinished: its after
+ * part (no `after` step done since), named as the messages say it; undefined when none.
+ */
+export function unfinishedInPlace(out: string): string | undefined {
+  let how: string | undefined;
+  for (const e of Journal.readAll(out)) {
+    if (e.type !== "step" || e.event !== "ok") continue;
+    if (e.step.startsWith("replace:")) how = IN_PLACE.replace;
+    if (e.step.startsWith("defrag:")) how = IN_PLACE.nospace;
+    if (e.step === AFTER_STEP) how = undefined;
+  }
+  return how;
+}
+
+/** The procedures that change etcd in place, as the after part names them. */
+const IN_PLACE = { replace: "replacing the bad members", nospace: "the defragmentation" };
+
 /** The procedure for a verdict, or a refusal (exit 2) naming what to do instead. */
-function procedureFor(ctx: Ctx, d: Decision): Decision["verdict"] {
+function procedureFor(ctx: Ctx, d: Decision): Procedure {
   const why = d.reasons.join("; ");
   if (d.verdict === "rebuild") return "rebuild";
+  if (d.verdict === "healthy" && !ctx.opts.full && !ctx.opts.force) {
+    const how = unfinishedInPlace(ctx.opts.out);
+    if (how) {
+      ctx.log.info(`${ctx.opts.out}/journal.jsonl records ${how}, its after part not finished`);
+      return "after";
+    }
+  }
   if (ctx.opts.full || (ctx.opts.force && d.verdict === "healthy")) {
     ctx.log.warn(
       `the full rebuild because of ${
@@ -70,14 +100,26 @@ const SMALLER: Record<string, string> = {
   "alarm-only": "disarm the alarm; nothing is reset",
 };
 
-/** Runs replace, defrag or the disarm, as their tasks do, after one confirmation naming it. */
-export async function smallerWayBack(ctx: Ctx, d: Decision): Promise<void> {
+/**
+ * Runs replace, defrag or the disarm, as their tasks do, after one confirmation naming it;
+ * then, after replace or defrag (they changed etcd), the after part without the kubelet
+ * restarts (no write was lost): a verified backup and the stuck pods. Nothing after the disarm.
+ */
+export async function smallerWayBack(ctx: Ctx, d: Decision, p: Procedure): Promise<void> {
   ctx.continueWith = taskCommand("recover", ctx.opts, ["--yes"]);
+  if (p === "after") {
+    // a re-run: the replace or defrag is done, the cluster healthy; only its after part is left
+    const how = unfinishedInPlace(ctx.opts.out)!;
+    await afterRecover(ctx, `recovered earlier by ${how}: healthy now`, { inPlace: how });
+    return;
+  }
   if (d.verdict === "replace") await replaceProcedure(ctx, d);
   else if (d.verdict === "nospace") await defragProcedure(ctx, d);
   else await alarmOnly(ctx, d);
-  // done: next is a verified backup (no write was lost, so the kubelets need no restart)
-  ctx.continueWith = d.verdict === "alarm-only"
-    ? undefined
-    : taskCommand("after", { ...ctx.opts, seed: undefined }, ["--no-kubelet-restart"]);
+  if (d.verdict === "alarm-only") {
+    ctx.continueWith = undefined;
+    return;
+  }
+  const how = d.verdict === "replace" ? IN_PLACE.replace : IN_PLACE.nospace;
+  await afterRecover(ctx, `recovered by ${how}: ${ctx.clusterState}`, { inPlace: how });
 }

@@ -101,8 +101,8 @@ export const COMMON_FLAGS_HELP = `Flags:
   --full               recover: the full rebuild (every node wiped), even where a smaller
                        way back exists (replace, defrag, disarm)
   --json               machine-readable output where the step has data
-  --no-kubelet-restart after: leave the workers' kubelets alone
-  --restart-stuck      after: delete the stuck pods a controller recreates (one at a time)
+  --no-kubelet-restart after, recover: leave the workers' kubelets alone
+  --restart-stuck      after, recover: delete the stuck pods a controller recreates
   --etcd-hash          status: also the HASH column as etcdctl snapshot status prints it
                        (CRC-32C over the whole db: about twice the read time)
   --rehash             status: check every copy's sha256 again, even one whose file is
