@@ -27,7 +27,7 @@ export const task: TaskDef = {
   usage: "  deno task diagnose --nodes A,B,C [--out DIR] [--json]",
   run: async (ctx) => {
     ctx.log.step(`Diagnosing etcd on ${ctx.opts.nodes.join(", ")} (read-only)`);
-    const input = await gather(ctx);
+    const input = await gather(ctx, { trustCopies: true });
     const decision = decide(input);
     const next = nextSteps(decision, {
       nodes: ctx.opts.nodes,

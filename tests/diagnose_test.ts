@@ -9,10 +9,16 @@ import { main as diagnose } from "../tasks/diagnose.ts";
 import { main as replace } from "../tasks/replace.ts";
 import { main as defrag } from "../tasks/defrag.ts";
 import { fakeWorld, type Recording } from "./replay.ts";
+import { sha256File } from "../lib/db/sha256.ts";
+import { fileTimes, hashWithIdentity, settlesAt } from "../lib/recovery/manifest.ts";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import {
+  makeCopies,
   NODES,
   NODES_FLAG,
   rec,
+  statusRecs,
   T,
   tempOut,
   triageFx,
@@ -216,4 +222,28 @@ Deno.test("defrag --dry-run prints the defrags in order, the leader last, and th
   const at = (n: string) => plan.indexOf(`talos ${n} etcd defrag`);
   assert.ok(at(N10) > 0 && at(N10) < at(N12) && at(N12) < at(N11), plan);
   assert.ok(plan.indexOf(`talos ${N11} etcd alarm disarm`) > at(N11));
+});
+
+Deno.test("diagnose trusts a copy unchanged since its sha256 was taken; replace, which acts on the copies, hashes them", async () => {
+  const out = tempOut();
+  makeCopies(out);
+  const manifestPath = join(out, "manifest.json");
+  const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
+  for (const n of NODES) {
+    const file = join(out, `db.${n}`, "db");
+    const wait = settlesAt(fileTimes(file)!) - Date.now();
+    if (wait > 0) await new Promise((go) => setTimeout(go, wait));
+    manifest.copies[n].hashed = (await hashWithIdentity(file)).hashed;
+    assert.ok(manifest.copies[n].hashed, n);
+  }
+  writeFileSync(manifestPath, JSON.stringify(manifest));
+  for (const [task, run, hashes] of [["diagnose", diagnose, 0], ["replace", replace, 3]] as const) {
+    const w = fakeWorld([...healthyLooks(), ...statusRecs(out)]);
+    const hashed: string[] = [];
+    w.deps.db = { ...w.deps.db, sha256: (p) => (hashed.push(p), sha256File(p)) };
+    await run([...NODES_FLAG, "--out", out, "--yes"], w.deps);
+    w.replay.assertDone();
+    assert.equal(hashed.length, hashes, `${task}: ${w.stderr()}`);
+    assert.deepEqual(w.replay.callsMatching(MUTATING), []);
+  }
 });

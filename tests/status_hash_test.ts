@@ -21,16 +21,25 @@ import {
   tempOut,
 } from "./scenario.ts";
 import { sha256File } from "../lib/db/sha256.ts";
-import { hashWithIdentity, type Manifest, RACY_MS, verifyCopy } from "../lib/recovery/manifest.ts";
+import { COMPARE_CRC, nativeReader, workerReader } from "../lib/db/reader.ts";
+import { keyHistoryHash } from "../lib/db/etcd_db.ts";
+import {
+  fileTimes,
+  hashWithIdentity,
+  type Manifest,
+  RACY_MS,
+  settlesAt,
+  verifyCopy,
+} from "../lib/recovery/manifest.ts";
 
 const [N10, , N12] = NODES;
 
 const manifestOf = (out: string): Manifest =>
   JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
 
-/** Waits until a file last modified at `ms` is no longer "racily" new (RACY_MS). */
-async function settled(ms: number): Promise<void> {
-  const wait = ms + RACY_MS + 10 - Date.now();
+/** Waits until `file` is no longer "racily" new (`settlesAt`: up to a second). */
+async function settled(file: string): Promise<void> {
+  const wait = settlesAt(fileTimes(file)!) + 10 - Date.now();
   if (wait > 0) await new Promise((go) => setTimeout(go, wait));
 }
 
@@ -53,7 +62,7 @@ async function countedStatus(out: string, args: string[] = [], nodes = NODES) {
 Deno.test("status hashes a copy once: unchanged since, it is not hashed again (and says so); --rehash hashes; a changed copy is hashed and refused", async () => {
   const out = tempOut();
   makeCopies(out);
-  await settled(statSync(join(out, `db.${N12}`, "db")).mtimeMs);
+  for (const n of NODES) await settled(join(out, `db.${n}`, "db"));
 
   // no identity in the manifest yet: every copy is hashed, and its identity recorded
   const first = await countedStatus(out);
@@ -104,7 +113,7 @@ Deno.test("status hashes a copy once: unchanged since, it is not hashed again (a
 Deno.test("verifyCopy() trusts an unchanged file only when asked (the read-only looks); the destructive steps hash every time", async () => {
   const out = tempOut();
   makeCopies(out);
-  await settled(statSync(join(out, `db.${N10}`, "db")).mtimeMs);
+  await settled(join(out, `db.${N10}`, "db"));
   const file = join(out, `db.${N10}`, "db");
   const { hashed } = await hashWithIdentity(file);
   assert.ok(hashed, "a file last changed in an earlier second gets an identity");
@@ -124,17 +133,20 @@ Deno.test("verifyCopy() trusts an unchanged file only when asked (the read-only 
   assert.deepEqual(calls, []);
 });
 
-Deno.test("hashWithIdentity() keeps no identity for a file modified just before its hashing starts (racily clean)", async () => {
+Deno.test("hashWithIdentity() keeps no identity for a file changed just before its hashing starts: 50 ms by its mtime, or within its ctime's second (racily clean)", async () => {
   const out = tempOut();
   makeCopies(out);
   const file = join(out, `db.${N10}`, "db");
-  const mtime = Math.floor(statSync(file).mtimeMs);
-  const racy = await hashWithIdentity(file, sha256File, () => mtime + RACY_MS - 1);
-  assert.equal(racy.hashed, undefined);
-  const later = await hashWithIdentity(file, sha256File, () => mtime + RACY_MS + 1);
-  assert.equal(later.hashed?.mtimeMs, mtime);
+  const { mtimeMs, ctimeMs } = fileTimes(file)!;
+  const settles = settlesAt({ mtimeMs, ctimeMs });
+  assert.ok(settles >= Math.floor(ctimeMs / 1000) * 1000 + 1000 + RACY_MS);
+  assert.ok(settles > mtimeMs + RACY_MS);
+  for (const start of [mtimeMs + RACY_MS - 1, settles - 1]) {
+    assert.equal((await hashWithIdentity(file, sha256File, () => start)).hashed, undefined);
+  }
+  const later = await hashWithIdentity(file, sha256File, () => settles);
+  assert.equal(later.hashed?.mtimeMs, mtimeMs);
   assert.equal(later.hashed?.ino, statSync(file).ino);
-  assert.equal(later.sha256, racy.sha256);
 });
 
 Deno.test("status computes etcdctl's hash only with --etcd-hash: the HASH column and the reader's option follow the flag", async () => {
@@ -166,15 +178,8 @@ Deno.test("status computes etcdctl's hash only with --etcd-hash: the HASH column
 Deno.test("extract records each copy's identity with its sha256, so the status after it hashes none", async () => {
   const out = tempOut();
   const x = fakeWorld(extractRecs(out));
-  // the read-back of a real copy takes a while: the copy is no longer racily new when hashed
-  const readBack = x.deps.db.status;
-  x.deps.db = {
-    ...x.deps.db,
-    status: (path, history, options) =>
-      new Promise((go) => setTimeout(go, RACY_MS + 20)).then(() =>
-        readBack(path, history, options)
-      ),
-  };
+  // extract waits (at most a second) until a copy's times can vouch for it: on the real clock
+  x.deps.sleep = (ms) => new Promise((go) => setTimeout(go, ms));
   assert.equal(await extract([...NODES_FLAG, "--out", out], x.deps), 0, x.stderr());
   x.replay.assertDone();
   for (const n of NODES) {
@@ -188,4 +193,23 @@ Deno.test("extract records each copy's identity with its sha256, so the status a
     after.stderr,
     /sha256 not taken again for 192\.168\.53\.10, 192\.168\.53\.11, 192\.168\.53\.12/,
   );
+});
+
+Deno.test("the readers status uses compare copies with the native CRC-32, the same in a worker as on this thread", async () => {
+  const file = new URL("../fixtures/db/history-a.rev41.db", import.meta.url).pathname;
+  const span = await nativeReader.span(file);
+  const range = { uptoRevision: span.revision, sinceRevision: span.compactRevision };
+  const here = await nativeReader.status(file, range);
+  const controller = new AbortController();
+  const worker = await workerReader(controller.signal).status(file, range);
+  const second = await nativeReader.history(file, range.uptoRevision, range.sinceRevision);
+  assert.equal(COMPARE_CRC, "crc32");
+  for (const h of [here.history, worker.history, second]) {
+    assert.equal(h?.crc, "crc32");
+    assert.equal(h?.hash, here.history?.hash);
+  }
+  const etcds = await keyHistoryHash(file, range.uptoRevision, range.sinceRevision);
+  assert.equal(etcds.crc, "crc32c", "keyHistoryHash's default is etcd's own CRC");
+  assert.notEqual(etcds.hash, here.history?.hash);
+  assert.equal(here.hash, null, "no etcdctl hash unless asked");
 });

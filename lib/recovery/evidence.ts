@@ -22,9 +22,11 @@ export async function gather(
   ctx: Ctx,
   /**
    * Read the copies in OUT too. @default true; false after a fix: copies taken before it say
-   * nothing of the cluster as it is now.
+   * nothing of the cluster as it is now. `trustCopies`: a copy whose file is unchanged since
+   * its sha256 was taken is not hashed again (`inspectCopies`); only for `diagnose`, which
+   * changes nothing: replace and defrag act on what the copies say, so they hash.
    */
-  options: { copies?: boolean } = {},
+  options: { copies?: boolean; trustCopies?: boolean } = {},
 ): Promise<TriageInput> {
   const evidence = new Map<string, NodeEvidence>();
   const step = "diagnose";
@@ -52,15 +54,20 @@ export async function gather(
     evidence,
     members: view.members,
     alarms: view.alarms,
-    copies: options.copies === false ? undefined : await copiesEvidence(ctx),
+    copies: options.copies === false
+      ? undefined
+      : await copiesEvidence(ctx, options.trustCopies === true),
   };
 }
 
 /** The copies' comparison, or undefined when OUT holds no extraction. */
-async function copiesEvidence(ctx: Ctx): Promise<CopiesEvidence | undefined> {
+async function copiesEvidence(
+  ctx: Ctx,
+  trustUnchanged: boolean,
+): Promise<CopiesEvidence | undefined> {
   if (!existsSync(join(ctx.opts.out, MANIFEST_FILE))) return undefined;
   try {
-    return copiesOf(await inspectCopies(ctx, { trustUnchanged: true }), ctx.opts.nodes);
+    return copiesOf(await inspectCopies(ctx, { trustUnchanged }), ctx.opts.nodes);
   } catch (error) {
     if (error instanceof InterruptedError) throw error;
     return { compared: [], outside: [], notCompared: errorOf(error).error };

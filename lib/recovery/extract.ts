@@ -14,12 +14,14 @@ import { humanizeBytes } from "../run/humanize.ts";
 import {
   copyDir,
   copyFile,
+  fileTimes,
   hashWithIdentity,
   type Manifest,
+  settlesAt,
   verifyCopy,
   writeManifest,
 } from "./manifest.ts";
-import { formatMs } from "../run/poll.ts";
+import { formatMs, pause } from "../run/poll.ts";
 import { tail } from "../run/command.ts";
 import { COPY_TIMEOUT_MS, sub, talos } from "../talos/talosctl.ts";
 
@@ -179,6 +181,11 @@ async function record(
   // a chmod changes the change time even when the mode stays: only when needed
   if ((statSync(file).mode & 0o777) !== 0o600) chmodSync(file, 0o600);
   const size = statSync(file).size;
+  // A copy changed less than a second ago cannot yet be vouched for by its times (see
+  // hashWithIdentity): wait that long once, so status need not hash it again.
+  const times = fileTimes(file);
+  const wait = times ? settlesAt(times) - Date.now() : 0;
+  if (wait > 0 && wait <= 1200) await pause(ctx, wait);
   const { sha256, hashed } = await hashWithIdentity(file);
   manifest.copies[node] = {
     file: copyFile(node),

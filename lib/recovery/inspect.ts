@@ -442,26 +442,44 @@ async function noteHashing(
   record: boolean,
 ): Promise<void> {
   const done = await Promise.all(checks.map(async (c) => ({ node: c.node, check: await c.check })));
-  const unchanged = done.filter((d) => d.check.ok && d.check.how === "unchanged");
+  const how = (d: (typeof done)[number]) => d.check.ok ? d.check.how : undefined;
+  const unchanged = done.filter((d) => how(d) === "unchanged");
   if (unchanged.length > 0) {
     const when = [
-      ...new Set(unchanged.map((d) => manifest.copies[d.node].hashed!.hashedAt.slice(0, 19))),
+      ...new Set(unchanged.map((d) => `${manifest.copies[d.node].hashed!.hashedAt.slice(0, 19)}Z`)),
     ].join(", ");
     ctx.log.info(
       `sha256 not taken again for ${unchanged.map((d) => d.node).join(", ")}: ` +
-        `file unchanged since it was hashed (${when}Z: same inode, size, mtime, ctime); ` +
+        `file unchanged since it was hashed (${when}: same inode, size, mtime, ctime); ` +
         `--rehash to hash again`,
     );
   }
-  if (!record) return;
-  let changed = false;
-  for (const { node, check } of done) {
-    if (check.ok && check.identity && manifest.copies[node]) {
-      manifest.copies[node].hashed = check.identity;
-      changed = true;
-    }
+  const moved = done.filter((d) => how(d) === "hashed" && manifest.copies[d.node]?.hashed);
+  if (record && moved.length > 0) {
+    ctx.log.info(
+      `sha256 taken again for ${moved.map((d) => d.node).join(", ")}: ` +
+        `the file's inode, size, mtime or ctime changed since it was hashed (copied, touched)`,
+    );
   }
-  if (changed) writeManifest(ctx.opts.out, manifest);
+  if (!record) return;
+  const identities = done.flatMap((d) =>
+    d.check.ok && d.check.identity ? [{ node: d.node, identity: d.check.identity }] : []
+  );
+  if (identities.length === 0) return;
+  // Only the identities go in, into the manifest as it is now: another run (extract) may have
+  // recorded a copy since this one read it; a record that changed meanwhile is left alone.
+  const now = readManifest(ctx.opts.out);
+  if (!now) return;
+  let changed = false;
+  for (const { node, identity } of identities) {
+    const mine = manifest.copies[node];
+    const theirs = now.copies[node];
+    if (!mine || !theirs || theirs.sha256 !== mine.sha256 || theirs.file !== mine.file) continue;
+    if (theirs.size !== mine.size) continue;
+    theirs.hashed = identity;
+    changed = true;
+  }
+  if (changed) writeManifest(ctx.opts.out, now);
 }
 
 /**

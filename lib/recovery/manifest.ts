@@ -107,12 +107,13 @@ function identityOf(path: string, hashedAt: string): FileIdentity | undefined {
 
 /**
  * The sha256 of `path` and, when it can vouch for it later, the file's identity from before
- * the hashing began. Any write during the hashing or after it sets the modification time to
- * its own moment (to the millisecond, from the kernel's coarse clock: a few ms behind at most)
- * and the change time; a replacement changes the inode. So a later look that finds the same
- * identity finds the bytes that were hashed, provided the file was last modified clearly
- * before the hashing began (`RACY_MS`, git's "racily clean" rule): otherwise a write in the
- * same moment could carry the same times, and no identity is kept (the next look hashes).
+ * the hashing began. Any write during the hashing or after it sets the modification and change
+ * times to its own moment (from the kernel's coarse clock: a few ms behind at most); a
+ * replacement changes the inode. So a later look that finds the same identity finds the bytes
+ * that were hashed, provided the file was last changed clearly before the hashing began
+ * (`settledBy`, git's "racily clean" rule: the change time counts to its whole second, all Deno
+ * reports): otherwise a write in the same moment could carry the same times, and no identity
+ * is kept (the next look hashes).
  */
 export async function hashWithIdentity(
   path: string,
@@ -122,12 +123,34 @@ export async function hashWithIdentity(
   const start = now();
   const id = identityOf(path, new Date(start).toISOString());
   const sha256 = await hash(path);
-  const usable = id !== undefined && id.mtimeMs < start - RACY_MS;
+  const usable = id !== undefined && settledBy(id, start);
   return usable ? { sha256, hashed: id } : { sha256 };
 }
 
-/** How much older than the hashing's start a file's last modification must be (see above). */
+/** How much older than the hashing's start a file's last change must be (see above). */
 export const RACY_MS = 50;
+
+/**
+ * Whether a later write to the file would change `id`'s times: its modification time is older
+ * than `start` by `RACY_MS`, and so is the end of the second its change time is in (Deno gives
+ * the change time in whole seconds, and some file systems keep only seconds for both; a write
+ * in the same second, its modification time put back, would otherwise not show).
+ */
+export function settledBy(id: { mtimeMs: number; ctimeMs: number }, start: number): boolean {
+  return id.mtimeMs < start - RACY_MS && secondEnd(id.ctimeMs) <= start - RACY_MS;
+}
+
+/** When a file whose last change is at `id` stops being racily new (see `settledBy`). */
+export function settlesAt(id: { mtimeMs: number; ctimeMs: number }): number {
+  return Math.max(id.mtimeMs + RACY_MS + 1, secondEnd(id.ctimeMs) + RACY_MS);
+}
+
+const secondEnd = (ms: number) => Math.floor(ms / 1000) * 1000 + 1000;
+
+/** The identity a file has now, for `settlesAt` (undefined without a change time). */
+export function fileTimes(path: string): { mtimeMs: number; ctimeMs: number } | undefined {
+  return identityOf(path, "");
+}
 
 /** True when `path` is, by the file system's account, the file `id` describes. */
 export function unchangedSince(path: string, id: FileIdentity): boolean {

@@ -11,7 +11,7 @@ import { RefusedError, StepError } from "../run/errors.ts";
 import { describe, lookAtEtcd, SERVICE_POLL_MS, startedWithin } from "../talos/cluster.ts";
 import { Journal } from "../run/journal.ts";
 import { isLearnerRpc, memberForNode, parseAlarms, parseMembers } from "../talos/parse.ts";
-import { poll } from "../run/poll.ts";
+import { pause, poll } from "../run/poll.ts";
 import { commandFailure, sub, talos, talosOk } from "../talos/talosctl.ts";
 import { talosPlan, waitForPlan } from "../talos/plan.ts";
 import { confirm, printPlan } from "./confirm.ts";
@@ -215,7 +215,7 @@ export async function alarmOnly(ctx: Ctx, d: Decision): Promise<void> {
     "verify",
     `Looking at the alarms again in ${ALARM_RECHECK_MS / 1000}s`,
     async () => {
-      await ctx.deps.sleep(ALARM_RECHECK_MS, ctx.deps.signal);
+      await pause(ctx, ALARM_RECHECK_MS);
       const again = parseAlarms(await talosOk(ctx, via, sub.alarmList(), { step: "verify" }));
       if (again.length > 0) {
         throw new StepError(

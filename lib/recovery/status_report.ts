@@ -4,6 +4,7 @@
  * rendering of an inspection.
  */
 
+import { COMPARE_CRC } from "../db/reader.ts";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Ctx } from "../run/context.ts";
@@ -87,6 +88,8 @@ export function statusJson(insp: Inspection, withheld?: Error) {
       reason: cmp.unavailable ?? null,
       range: cmp.range ?? null,
       allAgree: cmp.allAgree,
+      // CRC-32 over etcd's entries: compare copies with each other, never with etcd's hashkv
+      historyCrc: COMPARE_CRC,
       groups: cmp.groups.map((g) => ({ historyHash: g.historyHash, nodes: g.nodes })),
       majority: cmp.majority?.nodes ?? null,
       outside: cmp.outside,
