@@ -7,7 +7,9 @@
  *
  * The lower bound is what no procedure can avoid: the reset reboot until etcd waits for a join
  * or a restore (`resetDownS` + `criUpS`), the restore (`restoreS`), then each other node joined
- * as a learner, one at a time, until etcd promotes it (`promoteFirstS` each).
+ * as a learner, one at a time, until etcd promotes it (`promoteFirstS` each). It covers etcd
+ * coming back, so recover is timed until its verify step passed (from its journal); the after
+ * part it runs next (backup, the workers' kubelets, stuck pods) is printed apart.
  */
 
 import { existsSync, readFileSync, rmSync } from "node:fs";
@@ -17,7 +19,10 @@ import { REPO_ROOT } from "../lib/sim/paths.ts";
 import { TIMELINE } from "../lib/sim/state.ts";
 
 export interface LabFigures {
+  /** From the start of recover until its verify step passed (what the bound covers). */
   recoverMs: number;
+  /** The whole recover process, the after part included. */
+  totalMs: number;
   boundMs: number;
   code: number;
   reboots: number;
@@ -77,22 +82,38 @@ export async function benchRecovery(
     }
     const boundMs = lowerBoundMs(o.nodes, s.speed);
     const t = TIMELINE;
+    // etcd is back when verify passed; recover then runs the after part (backup, kubelets,
+    // stuck pods), which the lower bound does not cover: timed apart, from the journal
+    const journal = join(out, "journal.jsonl");
+    const entries = existsSync(journal)
+      ? readFileSync(journal, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l))
+      : [];
+    const runAt = Date.parse(entries.find((e) => e.type === "run")?.ts ?? "");
+    const verifiedAt = Date.parse(
+      entries.findLast((e) => e.type === "step" && e.step === "verify" && e.event === "ok")?.ts ??
+        "",
+    );
+    const etcdMs = verifiedAt - runAt;
     console.log(
       `\nlab time to recovery (${o.nodes} nodes, ${s.backend} backend, delays of a real ` +
         `cluster / ${s.speed}):`,
     );
     console.log(
-      `recover: ${(recoverMs / 1000).toFixed(1)} s (exit ${child.code}, ${reboots} reboots); ` +
-        `lower bound: ${(boundMs / 1000).toFixed(1)} s = (reset ${t.resetDownS} s + boot to ` +
+      `recover: ${(recoverMs / 1000).toFixed(1)} s in all (exit ${child.code}, ${reboots} ` +
+        `reboots); etcd back and verified after ${(etcdMs / 1000).toFixed(1)} s, then the after ` +
+        `part (backup, kubelets, stuck pods) ${((recoverMs - etcdMs) / 1000).toFixed(1)} s`,
+    );
+    console.log(
+      `lower bound: ${(boundMs / 1000).toFixed(1)} s = (reset ${t.resetDownS} s + boot to ` +
         `Preparing ${t.criUpS} s + restore ${t.restoreS} s + ${o.nodes - 1} joins × promotion ` +
         `${t.promoteFirstS} s) / ${s.speed}`,
     );
     console.log(
-      `recover / lower bound: ${(recoverMs / boundMs).toFixed(2)}x (at a real cluster's scale: ` +
-        `${(recoverMs * s.speed / 60_000).toFixed(1)} min against ` +
+      `recover until etcd is verified / lower bound: ${(etcdMs / boundMs).toFixed(2)}x (at a ` +
+        `real cluster's scale: ${(etcdMs * s.speed / 60_000).toFixed(1)} min against ` +
         `${(boundMs * s.speed / 60_000).toFixed(1)} min)`,
     );
-    return { recoverMs, boundMs, code: child.code, reboots };
+    return { recoverMs: etcdMs, totalMs: recoverMs, boundMs, code: child.code, reboots };
   } finally {
     const n = await lab.down(dir).catch(() => 0);
     say(`lab down: ${n} processes stopped by PID`);
