@@ -19,6 +19,7 @@
 
 import { type Ctx, step } from "../lib/run/context.ts";
 import type { Deps } from "../lib/run/deps.ts";
+import { shellLine } from "../lib/run/command.ts";
 import { mainEntry, runTask, taskCommand, type TaskDef } from "../lib/recovery/main.ts";
 import { confirm, printPlan } from "../lib/recovery/confirm.ts";
 import { sub } from "../lib/talos/talosctl.ts";
@@ -88,8 +89,18 @@ export async function wipe(ctx: Ctx): Promise<void> {
 }
 
 /** The commands wipe runs, as bash. */
-export function wipePlan(ctx: Ctx): string[] {
+export function wipePlan(ctx: Ctx, options: { gated?: boolean } = {}): string[] {
+  const gate = shellLine([
+    "--out",
+    ctx.opts.out,
+    ...(ctx.opts.nodes.length ? ["--nodes", ctx.opts.nodes.join(",")] : []),
+  ]);
   return [
+    // `gated`: the plan has just run status (SEED=$(deno task status …)), which is the gate
+    ...(options.gated ? [] : [
+      "# safety gate: status exits 2 (set -e stops here) while a copy is torn, changed or missing",
+      `deno task status ${gate} >/dev/null`,
+    ]),
     "# Step 3: wipe every node at once (DESTROYS etcd; the copies are the only data now)",
     "# (a node with a dedicated ETCD partition needs --system-labels-to-wipe ETCD as well)",
     ...parallelPlan(ctx.opts.nodes.map((n) => talosPlan(n, sub.reset()))),

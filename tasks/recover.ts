@@ -227,7 +227,7 @@ export function recoverPlan(ctx: Ctx): string[] {
     ...statusPlan(ctx),
     ...planSeed(ctx).lines,
     "",
-    ...wipePlan(ctx),
+    ...wipePlan(ctx, { gated: !ctx.opts.seed }),
     "",
     ...fromWait,
   ];

@@ -91,6 +91,19 @@ Deno.test("the printed plan has its helpers at the top, no line over 120 charact
   assert.equal((await bash(`bash -n <<'PLAN'\n${plan}PLAN`)).code, 0, "the plan is valid bash");
 });
 
+Deno.test("the plan stops before the wipe while a copy is unusable: status runs as the gate, with --seed too, and once", async () => {
+  for (const seed of [["--seed", "192.168.53.10"], []]) {
+    const w = fakeWorld([]);
+    assert.equal(await recover([...NODES_FLAG, ...seed, "--dry-run"], w.deps), 0);
+    const plan = w.stdout();
+    const wipe = plan.indexOf(" reset --system-labels-to-wipe EPHEMERAL");
+    const gate = plan.search(/^(SEED=\$\()?deno task status /m);
+    assert.ok(gate > 0 && gate < wipe, `status runs before the first reset:\n${plan}`);
+    assert.equal(plan.match(/^(SEED=\$\()?deno task status /gm)?.length, 1, "one gate");
+    assert.equal(plan.match(/^set -euo pipefail$/m)?.length, 1, "set -e makes its exit 2 stop");
+  }
+});
+
 Deno.test("a plan that needs no talosctl call prints no helper", () => {
   const script = planScript(["talosctl"], ["etcdutl snapshot status db -w json"]);
   assert.equal(
