@@ -32,7 +32,7 @@ export const task: TaskDef = {
   name: "status",
   summary: "read every copy in OUT and name the seed (highest revision); changes nothing",
   usage: "  deno task status [--nodes A,B,C] [--out DIR] [--json] [--force]",
-  parse: { nodesOptional: true },
+  parse: { nodesOptional: true, rehash: true, etcdHash: true },
   run: async (ctx) => {
     if (ctx.opts.dryRun) return printPlan(ctx, statusPlan(ctx));
     const insp = await step(

@@ -24,7 +24,8 @@ import { decide, type Decision, nextSteps, type TriageInput } from "../lib/recov
 export const task: TaskDef = {
   name: "diagnose",
   summary: "look at every node (and the copies in OUT), name the least destructive way back",
-  usage: "  deno task diagnose --nodes A,B,C [--out DIR] [--json]",
+  usage: "  deno task diagnose --nodes A,B,C [--out DIR] [--json] [--rehash]",
+  parse: { rehash: true },
   run: async (ctx) => {
     ctx.log.step(`Diagnosing etcd on ${ctx.opts.nodes.join(", ")} (read-only)`);
     const input = await gather(ctx, { trustCopies: true });

@@ -13,6 +13,7 @@ import { main as status } from "../tasks/02_status.ts";
 import { main as wipe } from "../tasks/03_wipe.ts";
 import { main as recover } from "../tasks/recover.ts";
 import { main as extract } from "../tasks/01_extract.ts";
+import { main as diagnose } from "../tasks/diagnose.ts";
 import { fakeWorld } from "./replay.ts";
 import { NODES, NODES_FLAG, rec, SEED, tempOut, VIP } from "./scenario.ts";
 
@@ -252,4 +253,20 @@ Deno.test("an --out holding someone else's files is refused with exit 2 naming t
   mkdirSync(join(copies, `db.${SEED}`), { recursive: true });
   const w = fakeWorld([]);
   assert.equal(await wipe([...NODES_FLAG, "--out", copies, "--dry-run"], w.deps), 0, w.stderr());
+});
+
+Deno.test("--rehash and --etcd-hash are refused (exit 2, nothing changed) by the tasks that would ignore them", async () => {
+  for (
+    const [run, flag, pattern] of [
+      [wipe, "--rehash", /--rehash is a flag of status and diagnose/],
+      [recover, "--rehash", /--rehash is a flag of status and diagnose/],
+      [recover, "--etcd-hash", /--etcd-hash is a flag of status/],
+      [diagnose, "--etcd-hash", /--etcd-hash is a flag of status/],
+    ] as const
+  ) {
+    const w = fakeWorld([]);
+    assert.equal(await run([...NODES_FLAG, flag, "--dry-run"], w.deps), 2, flag);
+    assert.match(w.stderr(), pattern);
+    assert.deepEqual(w.replay.calls, []);
+  }
 });

@@ -105,7 +105,7 @@ export const COMMON_FLAGS_HELP = `Flags:
   --restart-stuck      after, recover: delete the stuck pods a controller recreates
   --etcd-hash          status: also the HASH column as etcdctl snapshot status prints it
                        (CRC-32C over the whole db: about twice the read time)
-  --rehash             status: check every copy's sha256 again, even one whose file is
+  --rehash             status, diagnose: check every copy's sha256 again, even one whose file is
                        unchanged since extract (or an earlier status) hashed it
   --help               this text
 Environment: TALOSCTL, ETCDUTL, KUBECTL (tool paths; default: found on PATH)
@@ -136,6 +136,10 @@ export interface ParseSettings {
   nodesOptional?: boolean;
   /** Positional arguments allowed. @default false */
   positionals?: boolean;
+  /** The task reads the copies without acting on them: `--rehash` is accepted. @default false */
+  rehash?: boolean;
+  /** The task prints etcdctl's figures of the copies: `--etcd-hash` is accepted. @default false */
+  etcdHash?: boolean;
 }
 
 /** Parses argv against the common contract. Throws `UsageError` on anything wrong. */
@@ -158,6 +162,16 @@ export function parseOptions(
     throw new UsageError(message.replace(/\. To specify a positional.*$/s, ""));
   }
   const help = values.help ?? false;
+  // Flags that only the read-only looks at the copies act on: elsewhere they would be ignored
+  // without a word (wipe, bootstrap and recover hash every copy whatever is asked)
+  if (values.rehash && !settings.rehash) {
+    throw new UsageError(
+      "--rehash is a flag of status and diagnose: this task hashes every copy it uses anyway",
+    );
+  }
+  if (values["etcd-hash"] && !settings.etcdHash) {
+    throw new UsageError("--etcd-hash is a flag of status (etcdctl's HASH column)");
+  }
   const rawNodes = values.nodes ?? env.TALOS_NODES;
   let nodes: string[] = [];
   if (rawNodes !== undefined && rawNodes !== "") {
