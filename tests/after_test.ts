@@ -409,6 +409,18 @@ Deno.test("after run again: the verified backup is kept, no kubelet restarted tw
   assert.match(again.stderr(), /restarted earlier in this OUT: 192\.168\.53\.20, 192\.168\.53\.21/);
   assert.equal(manifestOf(out).backups.length, 1);
   assert.deepEqual(readdirSync(out).filter((f) => f.startsWith("snapshot-")), [SNAP]);
+
+  // the plan a run on this OUT prints does the same: no second backup, no kubelet twice
+  const plan = world([]);
+  assert.equal(await afterTask([...NODES_FLAG, "--out", out, "--dry-run"], plan.deps), 0);
+  const script = plan.stdout();
+  assert.match(script, /kept: the verified backup taken earlier, .*snapshot-20261124T103000Z\.db/);
+  assert.doesNotMatch(script, / etcd snapshot /);
+  assert.match(
+    script,
+    /restarted earlier in this OUT, not again: 192\.168\.53\.20, 192\.168\.53\.21/,
+  );
+  assert.match(script, /grep -Ev .*192\\\.168\\\.53\\\.20\|192\\\.168\\\.53\\\.21\)\$/);
 });
 
 Deno.test("after --dry-run: prints the plan and runs nothing", async () => {

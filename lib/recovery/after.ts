@@ -761,16 +761,32 @@ export function afterPlan(ctx: Ctx, seed?: string, options: AfterOptions = {}): 
   const node = seed ?? ctx.opts.seed ?? readProgress(ctx.opts.out).seed ?? ctx.opts.nodes[0];
   const seconds = Math.round(ctx.opts.timeoutMs / 1000);
   const cp = ctx.opts.nodes.join("|").replaceAll(".", "\\.");
-  const lines = [
-    `# After the restore 1/3: a verified backup from ${node} (a healthy member)`,
-    `snap=${shellLine([join(ctx.opts.out, "snapshot-")])}"$(date -u +%Y%m%dT%H%M%SZ).db"`,
-    `${talosPlan(node, ["etcd", "snapshot"])} "$snap"`,
-    `chmod 600 "$snap" && sha256sum "$snap"`,
-    `ETCDCTL_API=3 etcdctl snapshot status "$snap" -w table  # revision at least the restored one`,
-    `# to restore from it: ${
-      shellLine(talosArgv(ctx, node, ["bootstrap"]))
-    } --recover-from="$snap"`,
-  ];
+  // what a run with this OUT would not do again (see `after`): the backup kept, the kubelets
+  // already restarted
+  const progress = afterProgress(ctx.opts.out);
+  const kept = progress.done.has(SNAPSHOT_STEP)
+    ? readManifest(ctx.opts.out)?.backups?.at(-1)
+    : undefined;
+  const notAgain = [...progress.restarted];
+  const lines = kept
+    ? [
+      `# After the restore 1/3: kept: the verified backup taken earlier, ${
+        join(ctx.opts.out, kept.file)
+      } (sha256 ${kept.sha256}); not taken again`,
+      `# to restore from it: ${
+        shellLine(talosArgv(ctx, kept.node, ["bootstrap"]))
+      } --recover-from=${shellLine([join(ctx.opts.out, kept.file)])}`,
+    ]
+    : [
+      `# After the restore 1/3: a verified backup from ${node} (a healthy member)`,
+      `snap=${shellLine([join(ctx.opts.out, "snapshot-")])}"$(date -u +%Y%m%dT%H%M%SZ).db"`,
+      `${talosPlan(node, ["etcd", "snapshot"])} "$snap"`,
+      `chmod 600 "$snap" && sha256sum "$snap"`,
+      `ETCDCTL_API=3 etcdctl snapshot status "$snap" -w table  # revision at least the restored one`,
+      `# to restore from it: ${
+        shellLine(talosArgv(ctx, node, ["bootstrap"]))
+      } --recover-from="$snap"`,
+    ];
   const skip = options.skipKubelets ??
     (ctx.opts.noKubeletRestart ? "--no-kubelet-restart: the kubelets are left alone" : undefined);
   if (skip) lines.push(`# 2/3: ${skip}`);
@@ -778,9 +794,14 @@ export function afterPlan(ctx: Ctx, seed?: string, options: AfterOptions = {}): 
     lines.push(
       "# 2/3: restart the kubelet of each worker, one at a time (never a control-plane node);",
       `# without kubectl, ${talosPlan(node, afterSub.members())} lists them (MACHINE TYPE worker)`,
+      ...(notAgain.length > 0
+        ? [`# restarted earlier in this OUT, not again: ${notAgain.join(", ")}`]
+        : []),
       "workers=$(kubectl get nodes -o wide --no-headers \\",
       "  | awk '$3 !~ /control-plane|master/ {print $6}' \\",
-      `  | grep -Ev '^(${cp})$' || true)`,
+      `  | grep -Ev '^(${
+        [cp, ...notAgain.map((n) => n.replaceAll(".", "\\."))].join("|")
+      })$' || true)`,
       "for w in $workers; do",
       `  talos "$w" ${shellLine(afterSub.kubeletRestart())}`,
       `  wait_for "the kubelet on $w" ${seconds} kubelet_ok "$w"`,
