@@ -146,7 +146,8 @@ Deno.test("pre-flight refuses an --out with less than 256 MiB free, saying where
   const code = await recover([...NODES_FLAG, "--out", out, "--yes"], w.deps);
   assert.equal(code, 2, w.stderr());
   w.replay.assertDone();
-  assert.match(w.stderr(), /error: only 105 MB free for .*out/);
+  assert.match(w.stderr(), /error: Pre-flight refused: only 105 MB free for .*out\n/);
+  assert.equal(w.stderr().match(/only 105 MB free/g)?.length, 1, "said once");
   assert.match(w.stderr(), /next: free space there, or pass an --out on a filesystem with room/);
   assert.doesNotMatch(
     w.stderr(),

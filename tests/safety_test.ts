@@ -129,7 +129,7 @@ Deno.test("recover without --yes and without a terminal prints the plan, contact
     w.stdout(),
     /reset --system-labels-to-wipe EPHEMERAL --graceful=false --reboot --wait=false/,
   );
-  assert.match(w.stderr(), /No terminal and no --yes/);
+  assert.match(w.stderr(), /No terminal \(stdin or stderr is not one.*\) and no --yes/);
   assert.equal(existsSync(out), false, "a plan-only run leaves no OUT behind");
 
   // With an OUT of an earlier run, the report says a plan was printed, not "success".

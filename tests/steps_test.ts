@@ -565,7 +565,10 @@ Deno.test("wipe without --yes and without a terminal prints the plan on stdout, 
       n,
     );
   }
-  assert.match(w.stderr(), /No terminal and no --yes: printed the plan for "wipe etcd on .*"/);
+  assert.match(
+    w.stderr(),
+    /No terminal \(stdin or stderr is not one: piped or redirected\?\) and no --yes: printed the plan for "wipe etcd on .*"/,
+  );
   assert.match(w.stderr(), /next: review it, then run again with --yes/);
   assert.doesNotMatch(w.stderr(), /^\+ talosctl/m, "no mutating command echoed as run");
 });

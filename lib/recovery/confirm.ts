@@ -28,7 +28,7 @@ export async function confirm(ctx: Ctx, action: string, plan: () => string[]): P
   if (!ctx.deps.isTerminal) {
     printPlan(ctx, plan());
     throw new PlanPrinted(
-      `No terminal and no --yes: printed the plan for "${action}" and changed nothing`,
+      `No terminal (stdin or stderr is not one: piped or redirected?) and no --yes: printed the plan for "${action}" and changed nothing`,
       { hint: "review it, then run again with --yes" },
     );
   }

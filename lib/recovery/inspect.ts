@@ -219,7 +219,7 @@ export function resolveSeed(ctx: Ctx, insp: Inspection): string {
     ctx.log.info(
       `revision ${best.revision} is also held by ${
         best.ties.join(", ")
-      }; using "${seed}" (first in --nodes)`,
+      }; using "${seed}" (of those, the first in --nodes)`,
     );
   }
   ctx.journal.record({ type: "fact", key: "seed", value: seed });

@@ -105,6 +105,13 @@ export async function runTask(
     const path = writeReport(opts.out);
     if (code !== EXIT_OK || def.name === "recover") ctx.log.info(`report: ${path}`);
     if (code === EXIT_OK && ctx.continueWith) ctx.log.info(`next: ${ctx.continueWith}`);
+    // the copies are the cluster's data: every Secret, in clear
+    if (!planOnly && ["extract", "recover"].includes(def.name) && holdsCopies(opts.out)) {
+      ctx.log.info(
+        `${opts.out} holds raw etcd copies (every Secret of the cluster, unencrypted): keep it ` +
+          `private, and delete it once the incident is closed`,
+      );
+    }
   }
   return code;
 }
@@ -219,4 +226,15 @@ export function realDeps(): Deps {
     db: workerReader(controller.signal),
     freeBytes,
   };
+}
+
+/** Whether OUT holds a raw copy of a node's db (`OUT/db.N/db`). */
+function holdsCopies(out: string): boolean {
+  try {
+    return readdirSync(out).some((name) =>
+      name.startsWith("db.") && existsSync(`${out}/${name}/db`)
+    );
+  } catch {
+    return false;
+  }
 }

@@ -74,7 +74,7 @@ function procedureFor(ctx: Ctx, d: Decision): Procedure {
   }
   if (d.verdict === "healthy") {
     throw new RefusedError(`Refusing to wipe a healthy cluster: ${why}`, {
-      hint: "nothing to recover; pass --full only if you know etcd is broken anyway",
+      hint: "nothing to recover; pass --full (or --force) only if you know etcd is broken anyway",
     });
   }
   if (d.verdict === "unknown") {

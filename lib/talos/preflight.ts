@@ -106,8 +106,13 @@ export async function preflight(ctx: Ctx, step: string): Promise<NodeLooks> {
     } else ctx.log.ok(`${humanizeBytes(free)} free for ${ctx.opts.out}`);
   }
 
-  for (const r of refusals) ctx.log.error(r);
-  for (const f of forcible) (ctx.opts.force ? ctx.log.warn : ctx.log.error).call(ctx.log, f);
+  // one refusal alone is said once, by the error that ends the run
+  const errors = refusals.length + (ctx.opts.force ? 0 : forcible.length);
+  if (errors > 1) { for (const r of refusals) ctx.log.error(r); }
+  for (const f of forcible) {
+    if (ctx.opts.force) ctx.log.warn(f);
+    else if (errors > 1) ctx.log.error(f);
+  }
   if (refusals.length > 0 || (forcible.length > 0 && !ctx.opts.force)) {
     const all = [...refusals, ...(ctx.opts.force ? [] : forcible)];
     throw new RefusedError(`Pre-flight refused: ${all.join("; ")}`, {
