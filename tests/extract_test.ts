@@ -36,4 +36,8 @@ Deno.test("extract copies every node concurrently, records sha256, keeps 0600 fi
   assert.equal(statSync(out).mode & 0o777, 0o700);
   assert.match(w.stderr(), /\+ talosctl -e 192\.168\.53\.10 -n 192\.168\.53\.10 cp/);
   assert.ok(existsSync(join(out, "journal.jsonl")));
+  assert.match(
+    w.stderr(),
+    /holds raw etcd copies \(every Secret of the cluster, unencrypted\): keep it private, and delete it once the incident is closed\n$/,
+  );
 });

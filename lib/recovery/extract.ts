@@ -177,6 +177,7 @@ async function record(
   check: ReadBack,
   durationMs?: number,
 ): Promise<void> {
+  const copiedAt = new Date(ctx.deps.now()).toISOString(); // before the hashing, which follows it
   chmodSync(join(file, ".."), 0o700);
   // a chmod changes the change time even when the mode stays: only when needed
   if ((statSync(file).mode & 0o777) !== 0o600) chmodSync(file, 0o600);
@@ -191,7 +192,7 @@ async function record(
     file: copyFile(node),
     size,
     sha256,
-    copiedAt: new Date(ctx.deps.now()).toISOString(),
+    copiedAt,
     ...("torn" in check ? { unreadable: check.torn } : {}),
     ...(hashed ? { hashed } : {}),
   };
