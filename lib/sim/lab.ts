@@ -92,6 +92,7 @@ export async function up(dirArg: string, o: UpOptions = {}): Promise<LabState> {
       throw new LabError(`A lab is already up in ${dir}: run "deno task lab down --dir ${dirArg}"`);
     }
     rmSync(dir, { recursive: true, force: true });
+    log(`removed the earlier lab in ${dir} (its out/ too: copies, snapshots, report)`);
   } else if (existsSync(dir) && readdirSync(dir).length > 0) {
     throw new LabError(`${dir} exists and is not a lab: choose another --dir`);
   }
