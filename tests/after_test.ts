@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import {
   appendFileSync,
   existsSync,
+  mkdirSync,
   readdirSync,
   readFileSync,
   statSync,
@@ -11,7 +12,7 @@ import {
 import { join } from "node:path";
 import { main as afterTask } from "../tasks/after.ts";
 import { nativeReader } from "../lib/db/reader.ts";
-import { findStuck, snapshotName } from "../lib/recovery/after.ts";
+import { afterProgress, findStuck, snapshotName } from "../lib/recovery/after.ts";
 import {
   parseKubeNodes,
   parsePodEvents,
@@ -546,4 +547,30 @@ Deno.test("after --json: the backup, the workers and the stuck pods on stdout as
     j.pods.stuck.map((p: { name: string; restartable: boolean }) => [p.name, p.restartable]),
     [["db-0", true], ["api-5f6d8b7c9-q8w7e", true], ["debug-shell", false]],
   );
+});
+
+Deno.test("afterProgress() tells a kubelet restart accepted from one cut off before talosctl answered (sent again, and said so)", () => {
+  const out = tempOut();
+  mkdirSync(out, { recursive: true });
+  const call = (node: string, exitCode: number | null) =>
+    JSON.stringify({
+      ts: "2026-11-24T10:40:00.000Z",
+      task: "recover",
+      type: "call",
+      step: `after:kubelet:${node}`,
+      node,
+      command: `talosctl -e ${node} -n ${node} service kubelet restart`,
+      mutating: true,
+      exitCode,
+      durationMs: 5,
+      stdout: "",
+      stderr: "",
+    });
+  writeFileSync(
+    join(out, "journal.jsonl"),
+    [call("192.168.53.20", 0), call("192.168.53.21", null)].join("\n") + "\n",
+  );
+  const p = afterProgress(out);
+  assert.deepEqual([...p.restarted], ["192.168.53.20"]);
+  assert.deepEqual([...p.cutOff], ["192.168.53.21"]);
 });

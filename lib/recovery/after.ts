@@ -75,20 +75,29 @@ export const afterSub = {
 // ---- what this OUT already did ---------------------------------------------------------
 
 /** `after:` steps done, and kubelet restarts accepted, since the last accepted wipe. */
-export function afterProgress(out: string): { done: Set<string>; restarted: Set<string> } {
+export function afterProgress(
+  out: string,
+): { done: Set<string>; restarted: Set<string>; cutOff: Set<string> } {
   const done = new Set<string>();
   const restarted = new Set<string>();
+  /** Workers whose restart was sent but cut off before talosctl answered (Ctrl-C). */
+  const cutOff = new Set<string>();
   for (const e of Journal.readAll(out)) {
     if (e.type === "call" && e.step === "wipe" && e.mutating && e.exitCode === 0) {
       done.clear(); // a new wipe: what was done after the last restore is history
       restarted.clear();
+      cutOff.clear();
     }
     if (e.type === "step" && e.event === "ok" && e.step.startsWith("after:")) done.add(e.step);
     if (
       e.type === "call" && e.step.startsWith("after:kubelet:") && e.mutating && e.exitCode === 0
     ) restarted.add(e.node);
+    if (
+      e.type === "call" && e.step.startsWith("after:kubelet:") && e.mutating &&
+      (e.exitCode === null || e.exitCode === undefined)
+    ) cutOff.add(e.node);
   }
-  return { done, restarted };
+  return { done, restarted, cutOff };
 }
 
 /** The revision of the copy the seed was restored from, when this OUT's journal recorded it. */
@@ -390,6 +399,11 @@ export async function restartKubelets(
   );
   ctx.continueWith = afterCommand(ctx, ctx.opts.seed, true);
   for (const w of todo) {
+    if (!progress.restarted.has(w.address) && progress.cutOff.has(w.address)) {
+      ctx.log.info(
+        `${w.address}: its earlier restart was cut off before talosctl answered: sending it again`,
+      );
+    }
     await restartOne(ctx, w, view.kubectl === "ok", progress.restarted.has(w.address));
     outcome.restarted.push(w.address);
   }
