@@ -516,8 +516,9 @@ Deno.test("recover: Ctrl-C in the after part (the second worker's kubelet restar
   assert.deepEqual(again.replay.callsMatching(MUTATING), []);
   const asked = again.stderr().match(/About to .*\[y\/N\]/g) ?? [];
   assert.deepEqual(asked, [
-    "About to continue the recovery with the after part (seed 192.168.53.11): take a verified " +
-    "backup, restart the kubelet of each worker, one at a time, list the stuck pods. Continue? [y/N]",
+    "About to continue the recovery with the after part (seed 192.168.53.11): keep the verified " +
+    "backup taken earlier, restart the kubelet of each other worker (not 192.168.53.20, " +
+    "192.168.53.21 again), one at a time, list the stuck pods. Continue? [y/N]",
   ]);
   assert.match(again.stderr(), /where it stands: verified/);
   assert.match(again.stderr(), /==> After the restore: a verified backup, the workers' kubelets/);

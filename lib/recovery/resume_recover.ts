@@ -5,6 +5,7 @@
  * themselves are the tasks': they come in as `RecoverSteps`.
  */
 
+import { afterProgress, SNAPSHOT_STEP } from "./after.ts";
 import { type Ctx, SKIPPED, step } from "../run/context.ts";
 import { RefusedError } from "../run/errors.ts";
 import { formatMs } from "../run/poll.ts";
@@ -22,10 +23,19 @@ import { awaitRestore, restartRestore } from "./bootstrap.ts";
  * after a procedure that lost no write.
  */
 export function afterPrompt(ctx: Ctx, kubelets: boolean): string {
+  // a resumed run says what it will not do again (see `after`)
+  const progress = afterProgress(ctx.opts.out);
+  const restarted = [...progress.restarted];
   return [
-    "take a verified backup",
+    progress.done.has(SNAPSHOT_STEP)
+      ? "keep the verified backup taken earlier"
+      : "take a verified backup",
     kubelets && !ctx.opts.noKubeletRestart
-      ? "restart the kubelet of each worker, one at a time"
+      ? restarted.length > 0
+        ? `restart the kubelet of each other worker (not ${
+          restarted.join(", ")
+        } again), one at a time`
+        : "restart the kubelet of each worker, one at a time"
       : "",
     ctx.opts.restartStuck
       ? "delete the stuck pods a controller recreates, one at a time"
