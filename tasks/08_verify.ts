@@ -19,6 +19,7 @@ import {
 } from "../lib/recovery/verify_checks.ts";
 import { type Ctx, step } from "../lib/run/context.ts";
 import type { Deps } from "../lib/run/deps.ts";
+import { shellLine } from "../lib/run/command.ts";
 import { mainEntry, runTask, type TaskDef } from "../lib/recovery/main.ts";
 import { printPlan } from "../lib/recovery/confirm.ts";
 import { poll } from "../lib/run/poll.ts";
@@ -79,11 +80,18 @@ export function verifyPlan(ctx: Ctx): string[] {
   return [
     "# Step 8: verify: every node a voter, no alarm, the VIP on exactly one node, the API answers",
     talosPlan(on, sub.members()),
+    ...ctx.opts.nodes.map((n) => `voter ${shellLine([on, n])}`),
     `test -z "$(${talosPlan(on, sub.alarmList())})"`,
     ...(ctx.opts.vip
-      ? ctx.opts.nodes.map((n) =>
-        `${talosPlan(n, sub.addresses())} | grep -F ' ${ctx.opts.vip}/32 ' || true`
-      )
+      ? [
+        "holders=0",
+        `for n in ${shellLine(ctx.opts.nodes)}; do`,
+        `  if talos "$n" ${
+          shellLine(sub.addresses())
+        } | grep -qF ' ${ctx.opts.vip}/32 '; then holders=$((holders + 1)); fi`,
+        "done",
+        `test "$holders" -eq 1  # the VIP ${ctx.opts.vip} on exactly one node`,
+      ]
       : []),
     "kubectl get nodes -o wide",
   ];

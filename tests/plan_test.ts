@@ -22,6 +22,7 @@ import {
   waitForPlan,
 } from "../lib/talos/plan.ts";
 import { fakeWorld, fx } from "./replay.ts";
+import { main as verify } from "../tasks/08_verify.ts";
 import { NODES_FLAG } from "./scenario.ts";
 
 interface Answer {
@@ -249,4 +250,36 @@ Deno.test("a node not joining within the grace is rebooted by the plan: wait_for
   assert.match(r.stderr, /timed out after 0s waiting for joining/);
   assert.deepEqual(fake.calls().at(-1), `-e ${N} -n ${N} reboot --wait=false`);
   assert.equal(r.stdout.trim().split("\n").at(-1), "went on");
+});
+
+Deno.test("the plan's Step 8 checks: every node a voter, no alarm, the VIP on exactly one node", async () => {
+  const w = fakeWorld([]);
+  const nodes = ["192.168.53.10", "192.168.53.11", "192.168.53.12"];
+  assert.equal(
+    await verify(["--nodes", nodes.join(","), "--vip", "192.168.53.2", "--dry-run"], w.deps),
+    0,
+  );
+  const lines = w.stdout().split("\n");
+  const step8 = lines.slice(lines.findIndex((l) => l.startsWith("# Step 8")))
+    .filter((l) => l !== "" && !l.startsWith("kubectl ")); // no kubectl here
+  const members = { stdout: fx("etcd-members.txt") };
+  const ok = { stdout: fx("service-etcd.running-ok.txt") };
+  const run = async (vipOn: number[]) => {
+    const fake = fakeTalosctl([
+      members,
+      ...nodes.flatMap(() => [members, ok]), // voter: members, then etcd HEALTH OK
+      { stdout: "" }, // alarm list: empty
+      ...nodes.map((_, i) => ({
+        stdout: fx(vipOn.includes(i) ? "get-addresses.vip-holder.txt" : "get-addresses.no-vip.txt"),
+      })),
+    ]);
+    return { ...(await bash(planScript([fake.bin], step8))), calls: fake.calls() };
+  };
+  const one = await run([1]);
+  assert.equal(one.code, 0, one.stderr);
+  assert.equal(one.calls.length, 1 + 6 + 1 + 3);
+  const two = await run([0, 1]);
+  assert.notEqual(two.code, 0, "two VIP holders fail the plan");
+  const none = await run([]);
+  assert.notEqual(none.code, 0, "no VIP holder fails the plan");
 });

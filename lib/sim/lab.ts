@@ -12,7 +12,7 @@
  *   powered off/on, a copy cut short, a reset that never comes back).
  */
 
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { EtcdBackend } from "./backend.ts";
 import { backendOf, setClusterFixture } from "./backend_model.ts";
@@ -441,10 +441,19 @@ const breakBy: Record<
           `etcd of ${bad.label} started on its damaged db: the initial corruption check did not refuse it`,
         );
       }
-      last = fatalLogLine(s, bad) ?? "";
-      if (!last.includes("found data inconsistency with peers")) {
-        throw new Error(`etcd of ${bad.label} exited, but not by its corruption check: ${last}`);
+      // the refusal, wherever zap flushed it among the last lines (not always the very last)
+      const tail = logTail(s, bad, 20);
+      const refusal = tail.findLast((l) =>
+        /^\{"level":"(fatal|panic)"/.test(l) && l.includes("found data inconsistency with peers")
+      );
+      if (!refusal) {
+        throw new Error(
+          `etcd of ${bad.label} exited, but not by its corruption check: ${
+            fatalLogLine(s, bad) ?? tail.slice(-3).join("\n")
+          }`,
+        );
       }
+      last = refusal;
     } else {
       await be.stop(s, bad, true);
       last = corruptCheckLog(memberHex(bad.member!.id), Date.now());
@@ -885,4 +894,11 @@ async function memberChecks(
   const a = await be.alarms(s, via);
   add("no alarms", a.ok && a.value.length === 0, a.ok ? `${a.value.length} alarms` : a.error);
   add("the VIP is held", s.vipHolder !== undefined, `VIP ${s.vip} on ${s.vipHolder ?? "nobody"}`);
+}
+
+/** The last `n` lines of a node's etcd log (none when it has no log). */
+function logTail(s: LabState, n: NodeState, count: number): string[] {
+  const file = join(s.dir, "logs", `${n.label}.log`);
+  if (!existsSync(file)) return [];
+  return readFileSync(file, "utf8").trimEnd().split("\n").slice(-count);
 }

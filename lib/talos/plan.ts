@@ -210,7 +210,9 @@ export function planScript(talosctl: string[], lines: string[]): string {
     wanted.add(name);
     all[name].uses.forEach(want);
   };
-  const words = new Set(lines.flatMap((l) => l.split(/[\s;(){}|&$"]+/)));
+  // words of the commands only: a helper's name in a comment ("every node a voter") is no use
+  const code = lines.filter((l) => !l.trimStart().startsWith("#")).map((l) => l.split("  # ")[0]);
+  const words = new Set(code.flatMap((l) => l.split(/[\s;(){}|&$"]+/)));
   for (const name of Object.keys(all)) if (words.has(name)) want(name);
   const defs = Object.entries(all).filter(([name]) => wanted.has(name))
     .flatMap(([, h]) => [`# ${h.doc}`, ...h.body]);
