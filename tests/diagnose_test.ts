@@ -10,7 +10,7 @@ import { main as replace } from "../tasks/replace.ts";
 import { main as defrag } from "../tasks/defrag.ts";
 import { fakeWorld, type Recording } from "./replay.ts";
 import { sha256File } from "../lib/db/sha256.ts";
-import { fileTimes, hashWithIdentity, settlesAt } from "../lib/recovery/manifest.ts";
+import { hashWithIdentity } from "../lib/recovery/manifest.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -18,6 +18,7 @@ import {
   NODES,
   NODES_FLAG,
   rec,
+  settled,
   statusRecs,
   T,
   tempOut,
@@ -231,8 +232,7 @@ Deno.test("diagnose trusts a copy unchanged since its sha256 was taken; replace,
   const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
   for (const n of NODES) {
     const file = join(out, `db.${n}`, "db");
-    const wait = settlesAt(fileTimes(file)!) - Date.now();
-    if (wait > 0) await new Promise((go) => setTimeout(go, wait));
+    await settled(file);
     manifest.copies[n].hashed = (await hashWithIdentity(file)).hashed;
     assert.ok(manifest.copies[n].hashed, n);
   }

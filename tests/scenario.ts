@@ -5,6 +5,7 @@
  * output of fixtures/talosctl/.
  */
 
+import { fileTimes, settlesAt } from "../lib/recovery/manifest.ts";
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -461,4 +462,13 @@ export function triageStatusRec(node: string, sample: string): Recording {
   const row = rows.find((r) => r.startsWith(`${node} `));
   if (!row) throw new Error(`${sample} has no row for ${node}`);
   return { cmd: T(node, "etcd", "status"), stdout: `${header}\n${row}\n` };
+}
+
+/**
+ * Waits until the copy `file` is no longer "racily" new (`settlesAt`, at most about a second):
+ * from then on, its identity vouches for its sha256.
+ */
+export async function settled(file: string): Promise<void> {
+  const wait = settlesAt(fileTimes(file)!) + 10 - Date.now();
+  if (wait > 0) await new Promise((go) => setTimeout(go, wait));
 }

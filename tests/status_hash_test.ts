@@ -17,6 +17,7 @@ import {
   NODES,
   NODES_FLAG,
   SEED,
+  settled,
   statusRecs,
   tempOut,
 } from "./scenario.ts";
@@ -36,12 +37,6 @@ const [N10, , N12] = NODES;
 
 const manifestOf = (out: string): Manifest =>
   JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
-
-/** Waits until `file` is no longer "racily" new (`settlesAt`: up to a second). */
-async function settled(file: string): Promise<void> {
-  const wait = settlesAt(fileTimes(file)!) + 10 - Date.now();
-  if (wait > 0) await new Promise((go) => setTimeout(go, wait));
-}
 
 /** A status run whose sha256 calls are counted (the real sha256 of the file). */
 async function countedStatus(out: string, args: string[] = [], nodes = NODES) {

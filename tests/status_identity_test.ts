@@ -21,17 +21,11 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import {
-  fileTimes,
-  hashWithIdentity,
-  type Manifest,
-  settlesAt,
-  verifyCopy,
-} from "../lib/recovery/manifest.ts";
+import { hashWithIdentity, type Manifest, verifyCopy } from "../lib/recovery/manifest.ts";
 
 import { main as status } from "../tasks/02_status.ts";
 import { fakeWorld } from "./replay.ts";
-import { makeCopies, NODES, statusRecs, tempOut } from "./scenario.ts";
+import { makeCopies, NODES, settled, statusRecs, tempOut } from "./scenario.ts";
 import { sha256File } from "../lib/db/sha256.ts";
 import { writeFileSync } from "node:fs";
 
@@ -87,10 +81,7 @@ Deno.test("status (which changes nothing) does not drop a copy another run recor
   full.nodes = [N10, N11, N12];
   writeFileSync(path, JSON.stringify(full));
   // not racily new: status records identities
-  for (const n of NODES) {
-    const wait = settlesAt(fileTimes(join(out, `db.${n}`, "db"))!) + 10 - Date.now();
-    if (wait > 0) await new Promise((go) => setTimeout(go, wait));
-  }
+  for (const n of NODES) await settled(join(out, `db.${n}`, "db"));
   const w = fakeWorld(statusRecs(out, [N10, N11]));
   let once = false;
   w.deps.db = {

@@ -12,7 +12,7 @@
  *   powered off/on, a copy cut short, a reset that never comes back).
  */
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { EtcdBackend } from "./backend.ts";
 import { backendOf, setClusterFixture } from "./backend_model.ts";
@@ -38,7 +38,7 @@ import {
   update,
   withLock,
 } from "./state.ts";
-import { bootedRunning, fatalLogLine, markCrashed, primaryVoters, tick } from "./tick.ts";
+import { bootedRunning, fatalLogLine, logTail, markCrashed, primaryVoters, tick } from "./tick.ts";
 import { serviceView } from "./talosctl.ts";
 
 /** A refusal or bad usage: nothing was changed. */
@@ -894,11 +894,4 @@ async function memberChecks(
   const a = await be.alarms(s, via);
   add("no alarms", a.ok && a.value.length === 0, a.ok ? `${a.value.length} alarms` : a.error);
   add("the VIP is held", s.vipHolder !== undefined, `VIP ${s.vip} on ${s.vipHolder ?? "nobody"}`);
-}
-
-/** The last `n` lines of a node's etcd log (none when it has no log). */
-function logTail(s: LabState, n: NodeState, count: number): string[] {
-  const file = join(s.dir, "logs", `${n.label}.log`);
-  if (!existsSync(file)) return [];
-  return readFileSync(file, "utf8").trimEnd().split("\n").slice(-count);
 }

@@ -330,11 +330,15 @@ function electVip(s: LabState, writable: boolean) {
 
 /** The last line of the node's etcd log when it is etcd's own fatal exit (zap `fatal`). */
 export function fatalLogLine(s: LabState, n: NodeState): string | undefined {
-  const file = join(s.dir, "logs", `${n.label}.log`);
-  if (!existsSync(file)) return undefined;
-  const lines = readFileSync(file, "utf8").trimEnd().split("\n");
-  const last = lines[lines.length - 1] ?? "";
+  const last = logTail(s, n, 1)[0] ?? "";
   return /^\{"level":"(fatal|panic)"/.test(last) ? last : undefined;
+}
+
+/** The last `count` lines of a node's etcd log (none when it has no log). */
+export function logTail(s: LabState, n: NodeState, count: number): string[] {
+  const file = join(s.dir, "logs", `${n.label}.log`);
+  if (!existsSync(file)) return [];
+  return readFileSync(file, "utf8").trimEnd().split("\n").slice(-count);
 }
 
 function errorText(error: unknown): string {
