@@ -246,6 +246,36 @@ Deno.test("after: a worker not Ready within the deadline fails (exit 1); the nex
   assert.equal(w.replay.callsMatching(new RegExp(W2)).length, 0);
 });
 
+Deno.test("after: while a kubelet comes back, kubectl out of reach is waited through; Unauthorized stops at once (exit 1)", async () => {
+  const out = restoredOut();
+  const w = world([
+    seedUp(),
+    snapshotRec(out),
+    kubectl("get nodes -o wide", { stdout: af("kubectl-get-nodes-wide.workers.txt") }),
+    restartRec(W1),
+    kubeletRec(W1, "service-kubelet.running-ok.txt"),
+    kubectl("get nodes", {
+      stderr:
+        "Unable to connect to the server: dial tcp 192.168.53.2:6443: connect: connection refused\n",
+      code: 1,
+    }),
+    kubeletRec(W1, "service-kubelet.running-ok.txt"),
+    kubectl("get nodes", {
+      stderr: "error: You must be logged in to the server (Unauthorized)\n",
+      code: 1,
+    }),
+  ]);
+  const code = await afterTask([...NODES_FLAG, "--out", out, "--yes"], w.deps);
+  assert.equal(code, 1, w.stderr());
+  w.replay.assertDone(); // no further poll after Unauthorized, and W2 untouched
+  assert.match(
+    w.stderr(),
+    /kubectl get nodes failed: error: You must be logged in to the server \(Unauthorized\)/,
+  );
+  assert.match(w.stderr(), /fix kubectl's access, then run deno task after again/);
+  assert.equal(w.replay.callsMatching(new RegExp(W2)).length, 0);
+});
+
 Deno.test("after: the confirmation is asked naming the workers; no answers no restart (exit 3)", async () => {
   const out = restoredOut();
   const w = world([

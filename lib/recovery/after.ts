@@ -312,6 +312,10 @@ export function kubectl(ctx: Ctx, args: string[], step: string, mutating = false
   });
 }
 
+/** kubectl's answers while the API is briefly out of reach: waited through. */
+const KUBE_NOT_YET =
+  /Unable to connect to the server|connection refused|i\/o timeout|TLS handshake timeout|ServiceUnavailable|the server is currently unable|etcdserver: request timed out|context deadline exceeded/;
+
 function kubectlProblem(r: RunResult): string {
   return r.code === 127 ? "kubectl not found" : tail(r.stderr, 1) || `kubectl exit ${r.code}`;
 }
@@ -455,7 +459,17 @@ async function kubeletBack(ctx: Ctx, w: Worker, useKubectl: boolean, name: strin
   }
   if (!useKubectl) return { done: true as const, value: undefined };
   const k = await kubectl(ctx, ["get", "nodes"], name);
-  if (k.code !== 0) return { done: false as const, state: `kubectl: ${kubectlProblem(k)}` };
+  if (k.code !== 0) {
+    // the API not answering for a moment is "not yet"; any other answer (Unauthorized,
+    // forbidden, a bad kubeconfig) will not change by waiting
+    if (k.timedOut || KUBE_NOT_YET.test(k.stderr)) {
+      return { done: false as const, state: `kubectl: ${kubectlProblem(k)}` };
+    }
+    throw new StepError(`kubectl get nodes failed: ${kubectlProblem(k)}`, {
+      hint: `the kubelet on ${w.address} was restarted and runs; fix kubectl's access, then ` +
+        "run deno task after again (it waits for this node, then goes on)",
+    });
+  }
   const row = parseKubeNodes(k.stdout).find((n) => n.name === w.name);
   if (!row) return { done: false as const, state: `kubelet runs; ${w.name} not listed` };
   return isKubeReady(row.status)
